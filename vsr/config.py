@@ -1,0 +1,111 @@
+"""Frozen, typed job descriptions, validated on construction.
+
+The CLI, the Python API, presets and batch files all build these; nothing downstream re-checks
+user input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from vsr.errors import UsageError
+
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
+DEFAULT_MODEL = "realesr-animevideov3"
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model runs and how (mirrors --model, --scale, --tile, --precision ...)."""
+
+    name: str = DEFAULT_MODEL
+    scale: float | None = None
+    # None: no tiling; 0: pick automatically ("--tile auto"); N: tiles of N x N input pixels.
+    tile: int | None = None
+    tile_overlap: int = 16
+    precision: Precision = "auto"
+    device: str = "auto"
+    batch: int = 1
+    compile: bool = False
+    # Bytes the model may use for activations when picking a tile size; None: a safe share of
+    # free RAM or VRAM.
+    max_memory: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise UsageError("expected a model name or a checkpoint path, got an empty string")
+        if self.scale is not None and not (0 < self.scale <= 16):
+            raise UsageError(f"expected --scale between 0 and 16, got {self.scale}")
+        if self.tile is not None and self.tile != 0 and self.tile < 16:
+            raise UsageError(f"expected --tile of at least 16 pixels or 'auto', got {self.tile}")
+        if self.tile_overlap < 0:
+            raise UsageError(f"expected a tile overlap >= 0, got {self.tile_overlap}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(
+                f"expected --precision one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if not _DEVICE_RE.match(self.device):
+            raise UsageError(f"expected --device auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.batch < 1:
+            raise UsageError(f"expected --batch of at least 1, got {self.batch}")
+        if self.max_memory is not None and self.max_memory <= 0:
+            raise UsageError(f"expected --max-memory above 0, got {self.max_memory}")
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Video encoder settings (mirrors --codec, --crf, --preset, --pix-fmt, --encoder-option)."""
+
+    codec: str | None = None  # None: libx264, or libx265 for >8-bit sources
+    crf: float | None = None  # None: 18 for x264/x265, the codec's default elsewhere
+    preset: str | None = None  # None: medium for x264/x265
+    pix_fmt: str | None = None  # None: keep the source's bit depth and chroma layout
+    options: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.crf is not None and not (0 <= self.crf <= 63):
+            raise UsageError(f"expected --crf between 0 and 63, got {self.crf}")
+        for key, _value in self.options:
+            if not key:
+                raise UsageError("expected --encoder-option KEY=VALUE, got an empty key")
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    """Everything `vsr upscale` needs besides the input and output paths."""
+
+    model: ModelOptions = field(default_factory=ModelOptions)
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    overwrite: bool = False
+    skip_corrupt: bool = False
+    # Frames held between stages; bounds memory whatever the video's length.
+    queue_size: int = 8
+    # Only the first N frames (preview, bench); None: all.
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise UsageError(f"expected a queue size of at least 1, got {self.queue_size}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise UsageError(f"expected --frames of at least 1, got {self.max_frames}")
+
+
+def parse_key_values(items: list[str] | tuple[str, ...], what: str) -> tuple[tuple[str, str], ...]:
+    """Turn ["k=v", ...] into pairs, with an error naming the bad item."""
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"expected {what} KEY=VALUE, got {item!r}")
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def as_path(value: str | Path) -> Path:
+    return value if isinstance(value, Path) else Path(value)

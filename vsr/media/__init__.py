@@ -1,0 +1,1 @@
+"""Media I/O: probing, decoding, encoding and stream copy, all through PyAV."""

@@ -1,0 +1,1 @@
+"""Models: descriptors, architectures, weights and the processors the pipeline runs."""

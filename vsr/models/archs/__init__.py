@@ -1,0 +1,1 @@
+"""Network architectures in the BasicSR / Real-ESRGAN state-dict layout."""
