@@ -1,0 +1,343 @@
+"""The command line: the one place that prints errors and picks exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from vsr import __version__
+from vsr.config import DEFAULT_MODEL, PRECISIONS, EncodeOptions, UpscaleOptions, parse_key_values
+from vsr.errors import Interrupted, UsageError, VsrError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line and exit code 2 like every other usage error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _parse_memory(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    factor = 1
+    if value and value[-1] in units:
+        factor = units[value[-1]]
+        value = value[:-1]
+    try:
+        return int(float(value) * factor)
+    except ValueError:
+        raise UsageError(f"expected --max-memory like 4G or 512M, got {text!r}") from None
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"model name (see 'vsr models list') or a .pth/.safetensors file "
+        f"(default: {DEFAULT_MODEL})",
+    )
+    g.add_argument("--scale", type=float, help="output size / input size (default: the model's)")
+    g.add_argument("--tile", help="tile size in input pixels, or 'auto' (default: no tiling)")
+    g.add_argument("--tile-overlap", type=int, default=16, help="tile overlap in pixels")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--batch", type=int, default=1, help="frames per forward pass")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
+    g.add_argument("--max-memory", type=_parse_memory, help="memory for --tile auto, e.g. 4G")
+
+
+def _add_encode_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("encoding")
+    g.add_argument("--codec", help="video encoder (default: libx264; libx265 for >8-bit input)")
+    g.add_argument("--crf", type=float, help="quality (default: 18 for x264/x265)")
+    g.add_argument("--preset", help="encoder preset (default: medium)")
+    g.add_argument("--pix-fmt", help="output pixel format (default: the source's)")
+    g.add_argument(
+        "--encoder-option",
+        "-e",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any FFmpeg encoder option (repeatable), e.g. -e tune=animation",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vsr", description="Video super-resolution, faithful to the source.")
+    parser.add_argument("--version", action="version", version=f"vsr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    up = sub.add_parser("upscale", help="upscale a video or image file")
+    up.add_argument("input")
+    up.add_argument("-o", "--output", required=True)
+    up.add_argument("--overwrite", "-y", action="store_true", help="replace an existing output")
+    up.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="repeat the previous frame for corrupt frames instead of stopping",
+    )
+    up.add_argument("--frames", type=int, help="only the first N frames")
+    up.add_argument("--json", action="store_true", help="print a JSON summary")
+    up.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notices")
+    _add_model_args(up)
+    _add_encode_args(up)
+
+    pr = sub.add_parser("probe", help="show the facts vsr sees in a file")
+    pr.add_argument("input")
+    pr.add_argument("--json", action="store_true")
+
+    be = sub.add_parser("bench", help="measure decode, model, encode and end-to-end speed")
+    be.add_argument("input")
+    be.add_argument("--frames", type=int, default=30)
+    be.add_argument("--json", action="store_true")
+    _add_model_args(be)
+    _add_encode_args(be)
+
+    mo = sub.add_parser("models", help="list, describe and convert models")
+    msub = mo.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
+    msub.required = True
+    ml = msub.add_parser("list", help="every model vsr knows")
+    ml.add_argument("--json", action="store_true")
+    mi = msub.add_parser("info", help="one model")
+    mi.add_argument("name")
+    mi.add_argument("--json", action="store_true")
+    mc = msub.add_parser("convert", help="convert shipped weights ahead of time")
+    mc.add_argument("names", nargs="*")
+    mc.add_argument("--all", action="store_true")
+    return parser
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _notifier(enabled: bool) -> Callable[[str], None]:
+    def notify(message: str) -> None:
+        if enabled:
+            print(f"vsr: {message}", file=sys.stderr, flush=True)
+
+    return notify
+
+
+def _options_from_args(args: argparse.Namespace) -> UpscaleOptions:
+    from vsr.api import model_options
+
+    return UpscaleOptions(
+        model=model_options(
+            model=args.model,
+            scale=args.scale,
+            tile=args.tile,
+            tile_overlap=args.tile_overlap,
+            precision=args.precision,
+            device=args.device,
+            batch=args.batch,
+            compile=args.compile,
+            max_memory=args.max_memory,
+        ),
+        encode=EncodeOptions(
+            codec=args.codec,
+            crf=args.crf,
+            preset=args.preset,
+            pix_fmt=args.pix_fmt,
+            options=parse_key_values(args.encoder_option, "--encoder-option"),
+        ),
+        overwrite=getattr(args, "overwrite", False),
+        skip_corrupt=getattr(args, "skip_corrupt", False),
+        max_frames=getattr(args, "frames", None),
+    )
+
+
+class _Progress:
+    """A tqdm bar on a terminal (frames, fps, ETA); nothing at all otherwise."""
+
+    def __init__(self, enabled: bool, label: str) -> None:
+        self.bar: Any = None
+        self.enabled = enabled and sys.stderr.isatty()
+        self.label = label
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                unit="frame",
+                desc=self.label,
+                dynamic_ncols=True,
+                leave=False,
+                file=sys.stderr,
+            )
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from vsr.api import run
+
+    options = _options_from_args(args)
+    show = not args.quiet
+    progress = _Progress(show, os.path.basename(args.input))
+    try:
+        result = run(
+            args.input,
+            args.output,
+            options,
+            progress=progress,
+            notify=_notifier(show and not args.json),
+        )
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    elif show and sys.stderr.isatty():
+        print(
+            f"vsr: {result.output}: {result.frames} frames in {result.seconds:.1f} s "
+            f"({result.fps:.2f} fps)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from vsr.media.probe import probe
+
+    info = probe(args.input)
+    data = info.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{data['path']}: {data['format']}, {_fmt_seconds(data['duration'])}")
+    for s in data["streams"]:
+        line = f"  #{s['index']} {s['type']}: {s['codec']}"
+        if s["index"] == info.video.index:
+            v = info.video
+            rate = s["frame_rate"] or "?"
+            line += (
+                f", {v.width}x{v.height}, {s['pix_fmt']} ({v.bit_depth}-bit), "
+                f"{rate} fps{' (VFR)' if v.vfr else ''}, {s['color_space']}/"
+                f"{s['color_primaries']}/{s['color_trc']} {s['color_range']} range"
+                f"{'' if v.color.tagged_matrix else ' (untagged, assumed)'}, "
+                f"{v.field_order}, {v.frames if v.frames is not None else '?'} frames"
+            )
+            if v.rotation:
+                line += f", rotated {v.rotation}°"
+            if s["sample_aspect_ratio"] not in (None, "1/1", "0/1"):
+                line += f", SAR {s['sample_aspect_ratio']}"
+        elif s["type"] == "audio":
+            line += f", {s.get('channels')} ch, {s.get('sample_rate')} Hz"
+        for key in ("language", "title", "filename"):
+            if s.get(key):
+                line += f", {key} {s[key]!r}"
+        print(line)
+    for c in data["chapters"]:
+        print(f"  chapter {c['start']:.3f}-{c['end']:.3f} s {c['title'] or ''}")
+    return 0
+
+
+def _fmt_seconds(value: float | None) -> str:
+    return "duration unknown" if value is None else f"{value:.3f} s"
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vsr.bench import format_table, run_bench
+
+    options = _options_from_args(args)
+    report = run_bench(args.input, options, frames=args.frames)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_table(report))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from vsr.models import zoo
+
+    if args.models_command == "list":
+        rows = [zoo.model_info(e) for e in zoo.list_models()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        header = ("name", "arch", "scale", "params", "licence", "source", "cached")
+        table = [header] + [
+            (
+                str(r["name"]),
+                str(r["architecture"]),
+                f"x{r['scale']}",
+                f"{int(r['params']):,}",
+                str(r["license"]),
+                str(r["source"]),
+                "yes" if r["cached"] else "no",
+            )
+            for r in rows
+        ]
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        for row in table:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        print("\nAny ESRGAN/Compact .pth or .safetensors file works too: --model path/to/file")
+        return 0
+    if args.models_command == "info":
+        entry = zoo.get_entry(args.name)
+        info = zoo.model_info(entry)
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            for key, value in info.items():
+                print(f"{key}: {value}")
+        return 0
+    names = [e.name for e in zoo.list_models()] if args.all or not args.names else args.names
+    notify = _notifier(True)
+    for name in names:
+        entry = zoo.get_entry(name)
+        zoo.load_state_dict(entry, on_convert=notify)
+        print(f"{entry.name}: cached")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "upscale": cmd_upscale,
+    "probe": cmd_probe,
+    "bench": cmd_bench,
+    "models": cmd_models,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    debug = bool(os.environ.get("VSR_DEBUG"))
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except Interrupted as exc:
+        print(exc.message, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("Aborted!", file=sys.stderr)
+        return 130
+    except VsrError as exc:
+        if debug:
+            raise
+        print(f"vsr: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"vsr: error: unexpected {type(exc).__name__}: {exc} "
+            "(rerun with VSR_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1

@@ -1,0 +1,187 @@
+"""Colour facts of a video stream and the YUV <-> RGB conversions that honour them.
+
+The model works on RGB, so every frame crosses YUV -> RGB -> YUV once. Doing that with the
+source's own matrix and range, and tagging the output the same way, is what keeps colours
+from shifting. An untagged source is converted with the matrix players assume for its size,
+and the output is tagged with that choice explicitly: the output is larger, and a player
+guessing again from the new size would pick a different matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import av
+from av.video.reformatter import Interpolation
+
+# FFmpeg's enum values (libavutil/pixfmt.h) -> the names ffprobe prints.
+MATRIX_NAMES = {
+    0: "gbr",
+    1: "bt709",
+    2: "unknown",
+    4: "fcc",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "ycgco",
+    9: "bt2020nc",
+    10: "bt2020c",
+    14: "ictcp",
+}
+PRIMARIES_NAMES = {
+    1: "bt709",
+    2: "unknown",
+    4: "bt470m",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "film",
+    9: "bt2020",
+    10: "smpte428",
+    11: "smpte431",
+    12: "smpte432",
+    22: "jedec-p22",
+}
+TRC_NAMES = {
+    1: "bt709",
+    2: "unknown",
+    4: "gamma22",
+    5: "gamma28",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "linear",
+    13: "iec61966-2-1",
+    14: "bt2020-10",
+    15: "bt2020-12",
+    16: "smpte2084",
+    18: "arib-std-b67",
+}
+RANGE_NAMES = {0: "unknown", 1: "tv", 2: "pc"}
+
+UNSPECIFIED = 2
+RANGE_UNSPECIFIED, RANGE_LIMITED, RANGE_FULL = 0, 1, 2
+
+# swscale knows these matrices (SWS_CS_*); anything else is converted as the nearest one.
+_SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
+
+# Pixel formats whose "j" prefix means full range (deprecated in FFmpeg, still produced).
+_J_FORMATS = {
+    "yuvj420p": "yuv420p",
+    "yuvj422p": "yuv422p",
+    "yuvj444p": "yuv444p",
+    "yuvj440p": "yuv440p",
+    "yuvj411p": "yuv411p",
+}
+
+# Exact, not fast: chroma is interpolated at full resolution and rounding is accurate, so a
+# YUV -> RGB -> YUV round trip without a model changes values by at most one code.
+CONVERT_FLAGS = (
+    Interpolation.BICUBIC
+    | Interpolation.ACCURATE_RND
+    | Interpolation.FULL_CHR_H_INT
+    | Interpolation.FULL_CHR_H_INP
+)
+
+
+@dataclass(frozen=True)
+class ColorInfo:
+    """Colour tags as FFmpeg enum values, with unspecified ones already resolved."""
+
+    matrix: int
+    primaries: int
+    trc: int
+    range: int
+    # What the file said, before guessing: tells whether the output tags are a choice.
+    tagged_matrix: bool
+    tagged_range: bool
+
+    @property
+    def full_range(self) -> bool:
+        return self.range == RANGE_FULL
+
+    def names(self) -> dict[str, str]:
+        return {
+            "color_space": MATRIX_NAMES.get(self.matrix, str(self.matrix)),
+            "color_primaries": PRIMARIES_NAMES.get(self.primaries, str(self.primaries)),
+            "color_trc": TRC_NAMES.get(self.trc, str(self.trc)),
+            "color_range": RANGE_NAMES.get(self.range, str(self.range)),
+        }
+
+
+def resolve_color(
+    *, matrix: int, primaries: int, trc: int, color_range: int, pix_fmt: str, height: int
+) -> ColorInfo:
+    """Fill unspecified tags the way players do (BT.601 for SD, BT.709 for HD, limited range)."""
+    tagged_matrix = matrix not in (UNSPECIFIED, 3)
+    tagged_range = color_range in (RANGE_LIMITED, RANGE_FULL)
+    is_rgb = pix_fmt.startswith(("gbr", "rgb", "bgr", "argb", "abgr", "rgba", "bgra", "gray"))
+    if pix_fmt in _J_FORMATS:
+        color_range, tagged_range = RANGE_FULL, True
+    if not tagged_range:
+        color_range = RANGE_FULL if is_rgb else RANGE_LIMITED
+    if not tagged_matrix:
+        matrix = 1 if height >= 600 else 6
+    if primaries in (UNSPECIFIED, 0, 3):
+        primaries = {1: 1, 9: 9, 10: 9, 5: 5}.get(matrix, 6 if height < 600 else 1)
+        if matrix == 6:
+            primaries = 6
+    if trc in (UNSPECIFIED, 0, 3):
+        trc = {9: 14, 10: 14}.get(matrix, 1 if matrix == 1 else 6)
+    return ColorInfo(
+        matrix=matrix,
+        primaries=primaries,
+        trc=trc,
+        range=color_range,
+        tagged_matrix=tagged_matrix,
+        tagged_range=tagged_range,
+    )
+
+
+def normalise_pix_fmt(pix_fmt: str) -> str:
+    """yuvj420p -> yuv420p: the range lives in the colour tags, not in the format name."""
+    return _J_FORMATS.get(pix_fmt, pix_fmt)
+
+
+def sws_matrix(matrix: int) -> int:
+    return _SWS_MATRIX.get(matrix, 5)
+
+
+def is_yuv(pix_fmt: str) -> bool:
+    return pix_fmt.startswith(("yuv", "nv", "p0", "p2", "p4", "y2", "uyv", "yuyv", "yvyu", "v210"))
+
+
+def to_rgb(
+    frame: av.VideoFrame, color: ColorInfo, rgb_format: str, width: int, height: int
+) -> av.VideoFrame:
+    """Decode-side conversion with the stream's own matrix and range, into full-range RGB."""
+    src = frame.format.name
+    if not is_yuv(src):
+        return frame.reformat(width, height, rgb_format, interpolation=CONVERT_FLAGS)
+    return frame.reformat(
+        width,
+        height,
+        format=rgb_format,
+        src_colorspace=sws_matrix(color.matrix),
+        src_color_range=color.range,
+        dst_color_range=RANGE_FULL,
+        interpolation=CONVERT_FLAGS,
+    )
+
+
+def from_rgb(frame: av.VideoFrame, color: ColorInfo, pix_fmt: str) -> av.VideoFrame:
+    """Encode-side conversion back to the output format, tagged like the source."""
+    if is_yuv(pix_fmt):
+        out = frame.reformat(
+            format=pix_fmt,
+            dst_colorspace=sws_matrix(color.matrix),
+            src_color_range=RANGE_FULL,
+            dst_color_range=color.range,
+            interpolation=CONVERT_FLAGS,
+        )
+    else:
+        out = frame.reformat(format=pix_fmt, interpolation=CONVERT_FLAGS)
+    out.colorspace = color.matrix
+    out.color_range = color.range
+    out.color_primaries = color.primaries
+    out.color_trc = color.trc
+    return out

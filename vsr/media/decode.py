@@ -1,0 +1,258 @@
+"""Demux and decode: video frames as RGB arrays with their timestamps, other packets as they are.
+
+One pass over the file yields, in file order, decoded video frames (converted to RGB with the
+stream's own matrix and range, at the source's bit depth) and untouched packets of every
+stream that is copied or transcoded. Errors never make a frame vanish: a corrupt frame stops
+the run, or with ``skip_corrupt`` the previous good frame is repeated at its timestamp so
+that audio stays in sync, and the repeat is counted.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+import av.logging
+import numpy as np
+
+from vsr.errors import CorruptInputError, EmptyInputError
+from vsr.media.color import to_rgb
+from vsr.media.probe import VideoInfo
+
+# Demuxer log lines at ERROR level that mean the file is damaged or cut short.
+_DAMAGE_HINTS = ("ended prematurely", "partial file", "packet corrupt", "truncat", "invalid")
+
+
+@dataclass
+class DecodedFrame:
+    index: int
+    pts: int
+    rgb: np.ndarray  # H x W x 3, uint8 or uint16, full-range RGB
+    alpha: np.ndarray | None  # H x W, same dtype, or None
+    repeated: bool = False
+
+
+@dataclass
+class DecodeStats:
+    frames: int = 0
+    repeated: int = 0
+    damage: str | None = None
+
+
+def rgb_format(info: VideoInfo) -> str:
+    """The RGB layout that keeps the source's precision (and alpha)."""
+    deep = info.bit_depth > 8
+    if info.has_alpha:
+        return "rgba64le" if deep else "rgba"
+    return "rgb48le" if deep else "rgb24"
+
+
+def frame_to_arrays(
+    frame: av.VideoFrame, info: VideoInfo, fmt: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    # A mid-stream size change is scaled back to the stream's size: the encoder and the
+    # model were set up for one size.
+    array = to_rgb(frame, info.color, fmt, info.width, info.height).to_ndarray()
+    if array.shape[-1] == 4:
+        return np.ascontiguousarray(array[..., :3]), np.ascontiguousarray(array[..., 3])
+    return array, None
+
+
+class VideoReader:
+    """Iterates a file once; see the module docstring for what it yields."""
+
+    def __init__(
+        self,
+        container: av.container.InputContainer,
+        info: VideoInfo,
+        path: Path,
+        *,
+        copy_indices: set[int],
+        skip_corrupt: bool = False,
+        max_frames: int | None = None,
+    ) -> None:
+        self.container = container
+        self.info = info
+        self.path = path
+        self.copy_indices = copy_indices
+        self.skip_corrupt = skip_corrupt
+        self.max_frames = max_frames
+        self.stats = DecodeStats()
+        self._fmt = rgb_format(info)
+        self._last: DecodedFrame | None = None
+        self._missing: list[int] = []  # pts of frames that failed to decode, sorted
+        self._last_pts: int | None = None
+        self._step = self._default_step()
+        self.end_time: float | None = None  # set when max_frames cut the video short
+
+    def _default_step(self) -> int:
+        rate = self.info.frame_rate or Fraction(25)
+        step = 1 / (rate * self.info.time_base)
+        return max(1, round(step))
+
+    def _time(self, pts: int) -> float:
+        return float(pts * self.info.time_base)
+
+    def _corrupt(self, what: str, pts: int | None) -> CorruptInputError:
+        index = self.stats.frames
+        t = self._time(pts) if pts is not None else None
+        at = f"frame {index}" + (f" ({t:.3f} s)" if t is not None else "")
+        return CorruptInputError(
+            f"{what} at {at}",
+            path=self.path,
+            hint="pass --skip-corrupt to repeat the previous frame and carry on",
+            frame=index,
+            time=t,
+        )
+
+    def __iter__(self) -> Iterator[DecodedFrame | av.Packet]:
+        stream: Any = self.container.streams[self.info.index]
+        stream.thread_type = "AUTO"
+        streams = [stream] + [
+            s for s in self.container.streams if s.index in self.copy_indices and s is not stream
+        ]
+        demuxer = self.container.format.name
+        previous_level = av.logging.get_level()
+        av.logging.set_level(av.logging.ERROR)
+        try:
+            with av.logging.Capture(local=False) as logs:
+                yield from self._run(stream, streams, logs, demuxer)
+        finally:
+            av.logging.set_level(previous_level)
+
+    def _run(
+        self,
+        stream: av.video.VideoStream,
+        streams: list[av.stream.Stream],
+        logs: list[tuple[int, str, str]],
+        demuxer: str,
+    ) -> Iterator[DecodedFrame | av.Packet]:
+        demux = self.container.demux(*streams)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:
+                self._damaged(f"unreadable data ({exc.strerror or exc})")
+                break
+            if self._done():
+                if packet.stream.index == stream.index:
+                    continue
+                if not self._before_end(packet):
+                    continue
+            if packet.stream.index != stream.index:
+                if packet.size or packet.stream.type == "subtitle":
+                    yield packet
+                continue
+            if packet.size == 0:
+                # Theora in Ogg and some AVIs store "repeat previous" as empty packets;
+                # the decoder rejects them, and dropping them is what FFmpeg does too.
+                continue
+            try:
+                frames = stream.decode(packet)
+            except av.error.FFmpegError as exc:
+                if not self.skip_corrupt:
+                    raise self._corrupt(
+                        f"corrupt video data ({_last_line(logs, exc)})", packet.pts
+                    ) from exc
+                if packet.pts is not None:
+                    bisect.insort(self._missing, packet.pts)
+                frames = []
+            for frame in frames:
+                yield from self._emit(frame)
+            self._check_logs(logs, demuxer)
+        if not self._done():
+            try:
+                for frame in stream.decode(None):
+                    yield from self._emit(frame)
+            except av.error.FFmpegError as exc:
+                if not self.skip_corrupt:
+                    raise self._corrupt(f"corrupt video data ({exc})", None) from exc
+        yield from self._repeat_missing(None)
+        if self._last is None:
+            raise EmptyInputError(
+                "has a video stream but no frame could be decoded", path=self.path
+            )
+        self._check_logs(logs, demuxer)
+
+    def _done(self) -> bool:
+        return self.max_frames is not None and self.stats.frames >= self.max_frames
+
+    def _before_end(self, packet: av.Packet) -> bool:
+        if self.end_time is None or packet.pts is None or packet.time_base is None:
+            return False
+        return float(packet.pts * packet.time_base) < self.end_time
+
+    def _check_logs(self, logs: list[tuple[int, str, str]], demuxer: str) -> None:
+        for level, name, message in logs:
+            if level <= av.logging.ERROR and name == demuxer:
+                lowered = message.lower()
+                if any(h in lowered for h in _DAMAGE_HINTS):
+                    self._damaged(message.strip().rstrip("."))
+        logs.clear()
+
+    def _damaged(self, what: str) -> None:
+        if self.stats.damage is None:
+            self.stats.damage = what
+        if not self.skip_corrupt:
+            raise CorruptInputError(
+                f"is damaged or truncated: {what} (after frame {self.stats.frames})",
+                path=self.path,
+                hint="pass --skip-corrupt to keep what can be decoded",
+                frame=self.stats.frames,
+            )
+
+    def _emit(self, frame: av.VideoFrame) -> Iterator[DecodedFrame]:
+        pts = frame.pts
+        if pts is None:
+            pts = (self._last_pts + self._step) if self._last_pts is not None else 0
+        yield from self._repeat_missing(pts)
+        if self._done():
+            return
+        if frame.is_corrupt:
+            if not self.skip_corrupt:
+                raise self._corrupt("corrupt video frame (decoder had to conceal errors)", pts)
+            if self._last is not None:
+                yield self._repeat(pts)
+                return
+        rgb, alpha = frame_to_arrays(frame, self.info, self._fmt)
+        out = DecodedFrame(self.stats.frames, pts, rgb, alpha)
+        self._push(out)
+        yield out
+
+    def _repeat_missing(self, before: int | None) -> Iterator[DecodedFrame]:
+        while self._missing and (before is None or self._missing[0] < before):
+            pts = self._missing.pop(0)
+            if self._last is None or self._done():
+                continue
+            yield self._repeat(pts)
+
+    def _repeat(self, pts: int) -> DecodedFrame:
+        last = self._last
+        if last is None:  # pragma: no cover - callers check
+            raise RuntimeError("no frame to repeat")
+        out = DecodedFrame(self.stats.frames, pts, last.rgb, last.alpha, repeated=True)
+        self.stats.repeated += 1
+        self._push(out)
+        return out
+
+    def _push(self, frame: DecodedFrame) -> None:
+        self._last = frame
+        self._last_pts = frame.pts
+        self.stats.frames += 1
+        if self._done():
+            self.end_time = self._time(frame.pts) + float(self._step * self.info.time_base)
+
+
+def _last_line(logs: list[tuple[int, str, str]], exc: Exception) -> str:
+    for _level, _name, message in reversed(logs):
+        if message.strip():
+            return message.strip().rstrip(".")
+    return str(getattr(exc, "strerror", None) or exc)

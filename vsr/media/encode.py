@@ -1,0 +1,395 @@
+"""Encode upscaled frames and mux them with every copied stream into one output file.
+
+The video stream keeps the source's time base and timestamps (VFR stays VFR, 30000/1001 stays
+30000/1001), its colour tags, sample aspect ratio and rotation, and its bit depth unless the
+user picks a pixel format. Everything else follows the stream plan from `vsr.media.remux`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+from vsr.config import EncodeOptions
+from vsr.errors import ContainerError, EncoderError, UsageError
+from vsr.media import remux
+from vsr.media.color import from_rgb
+from vsr.media.probe import MediaInfo, VideoInfo, bit_depth_of, has_alpha
+from vsr.media.remux import StreamPlan
+
+_CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1"}
+_PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
+_ALPHA_CODEC_FOR = {"mov": "prores_ks", "matroska": "ffv1", "webm": "libvpx-vp9", "nut": "ffv1"}
+_DEFAULT_CODEC_FOR = {"webm": "libvpx-vp9"}
+
+
+_REPORTED = {
+    "encode": "encoded",
+    "copy": "copied",
+    "attach": "copied",
+    "transcode": "transcoded",
+    "drop": "dropped",
+}
+
+
+@dataclass(frozen=True)
+class VideoEncoding:
+    codec: str
+    pix_fmt: str
+    options: dict[str, str]
+    keep_alpha: bool
+    notices: tuple[str, ...] = ()
+
+
+def _codec(name: str) -> av.codec.Codec:
+    try:
+        codec = av.codec.Codec(name, "w")
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise UsageError(f"unknown video encoder {name!r} in this FFmpeg build") from exc
+    if codec.type != "video":
+        raise UsageError(f"expected a video encoder for --codec, got {name!r} ({codec.type})")
+    return codec
+
+
+def _formats(codec: av.codec.Codec) -> list[str]:
+    return [f.name for f in (codec.video_formats or [])]
+
+
+def _closest_format(source: str, candidates: list[str], want_alpha: bool) -> str | None:
+    """Same chroma layout and at least the source's bit depth, else the nearest."""
+    depth = bit_depth_of(source)
+    try:
+        src = av.VideoFormat(source, 16, 16)
+        src_layout = tuple((c.width, c.height) for c in src.components[:3])
+        src_yuv = source.startswith("yuv")
+    except (ValueError, av.error.FFmpegError):
+        src_layout, src_yuv = (), True
+    scored: list[tuple[tuple[int, int, int, int], str]] = []
+    for name in candidates:
+        if name.startswith("yuvj") or has_alpha(name) != want_alpha:
+            continue
+        try:
+            fmt = av.VideoFormat(name, 16, 16)
+        except (ValueError, av.error.FFmpegError):
+            continue
+        if len(fmt.components) < 3:
+            continue
+        layout = tuple((c.width, c.height) for c in fmt.components[:3])
+        d = bit_depth_of(name)
+        score = (
+            0 if layout == src_layout else 1,
+            0 if name.startswith("yuv") == src_yuv else 1,
+            0 if d >= depth else 1,
+            abs(d - depth),
+        )
+        scored.append((score, name))
+    return min(scored)[1] if scored else None
+
+
+def choose_video_encoding(info: VideoInfo, options: EncodeOptions, fmt: str) -> VideoEncoding:
+    notices: list[str] = []
+    want_alpha = info.has_alpha and (options.pix_fmt is None or has_alpha(options.pix_fmt))
+    if options.codec:
+        codec_name = options.codec
+    elif want_alpha and options.pix_fmt is None:
+        if fmt not in _ALPHA_CODEC_FOR:
+            raise EncoderError(
+                f"the input has an alpha channel, and no codec that {fmt} holds keeps it",
+                hint="write .mov (ProRes 4444), .mkv (FFV1) or .webm (VP9), "
+                "or pass --pix-fmt yuv420p to drop the alpha channel",
+            )
+        codec_name = _ALPHA_CODEC_FOR[fmt]
+        notices.append(f"the input has an alpha channel: encoding with {codec_name} to keep it")
+    elif fmt in _DEFAULT_CODEC_FOR:
+        codec_name = _DEFAULT_CODEC_FOR[fmt]
+    else:
+        codec_name = "libx265" if info.bit_depth > 8 else "libx264"
+    codec = _codec(codec_name)
+    if not remux.accepts(fmt, codec.name):
+        raise ContainerError(
+            f"the {fmt} container can't hold {codec.name} video",
+            hint="write to .mkv instead, or pick another --codec",
+        )
+    formats = _formats(codec)
+    if options.pix_fmt:
+        if formats and options.pix_fmt not in formats:
+            raise UsageError(
+                f"{codec.name} can't encode --pix-fmt {options.pix_fmt}: expected one of "
+                f"{', '.join(formats)}"
+            )
+        pix_fmt = options.pix_fmt
+    elif not formats or (info.pix_fmt in formats and has_alpha(info.pix_fmt) == want_alpha):
+        pix_fmt = info.pix_fmt
+    else:
+        choice = _closest_format(info.pix_fmt, formats, want_alpha)
+        if choice is None:
+            if want_alpha:
+                raise EncoderError(
+                    f"the input has an alpha channel that {codec.name} can't store",
+                    hint="pick --codec ffv1, prores_ks, png or libvpx-vp9, "
+                    "or --pix-fmt yuv420p to drop it",
+                )
+            choice = formats[0]
+        pix_fmt = choice
+        if bit_depth_of(pix_fmt) < info.bit_depth:
+            notices.append(
+                f"{codec.name} can't keep {info.bit_depth}-bit video: encoding as {pix_fmt}"
+            )
+    if info.has_alpha and not has_alpha(pix_fmt):
+        notices.append(f"the alpha channel is dropped (--pix-fmt {pix_fmt} has none)")
+
+    opts: dict[str, str] = {}
+    if codec.name in _CRF_CODECS:
+        default_crf = 18 if codec.name in ("libx264", "libx265") else None
+        crf = options.crf if options.crf is not None else default_crf
+        if crf is not None:
+            opts["crf"] = _num(crf)
+        if codec.name == "libvpx-vp9":
+            opts["b"] = "0"
+    elif options.crf is not None:
+        raise UsageError(f"{codec.name} has no --crf; use --encoder-option for its settings")
+    if codec.name in _PRESET_CODECS:
+        preset = options.preset or ("medium" if codec.name != "libsvtav1" else None)
+        if preset:
+            opts["preset"] = preset
+    elif options.preset is not None:
+        raise UsageError(f"{codec.name} has no --preset; use --encoder-option for its settings")
+    if codec.name == "libx265":
+        opts["x265-params"] = "log-level=error"
+    if codec.name == "prores_ks" and has_alpha(pix_fmt):
+        opts.setdefault("profile", "4444")
+    known = _option_names(codec.name)
+    for key, value in options.options:
+        if known and key not in known:
+            guess = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"did you mean {guess[0]!r}?" if guess else None
+            raise UsageError(f"{codec.name} has no option {key!r}", hint=hint)
+        if key == "x265-params" and "x265-params" in opts:
+            value = f"{opts['x265-params']}:{value}"
+        opts[key] = value
+    return VideoEncoding(codec.name, pix_fmt, opts, has_alpha(pix_fmt), tuple(notices))
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _option_names(codec: str) -> set[str]:
+    try:
+        ctx = av.codec.CodecContext.create(codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        return set()
+    supported = ctx.supported_options
+    return {o.name for o in supported.generic} | {o.name for o in supported.private}
+
+
+@dataclass
+class StreamReport:
+    index: int
+    type: str
+    codec: str
+    action: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "type": self.type,
+            "codec": self.codec,
+            "action": self.action,
+            "note": self.note,
+        }
+
+
+@dataclass
+class _Transcoder:
+    plan: StreamPlan
+    out: Any
+    decoder: Any = None
+    packets: int = 0
+
+
+@dataclass
+class OutputWriter:
+    """Owns the output container: one video encoder plus the copied/transcoded streams."""
+
+    path: Path
+    fmt: str
+    media: MediaInfo
+    source: av.container.InputContainer
+    plans: list[StreamPlan]
+    encoding: VideoEncoding
+    width: int
+    height: int
+    reports: list[StreamReport] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._out: Any = None
+        self._video: Any = None
+        self._map: dict[int, Any] = {}
+        self._transcoders: dict[int, _Transcoder] = {}
+        self._text_subs: dict[int, StreamPlan] = {}
+        self.frames_written = 0
+
+    # -- setup -----------------------------------------------------------------------------
+    def open(self) -> None:
+        try:
+            self._out = av.open(str(self.path), mode="w", format=self.fmt)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise EncoderError(f"cannot create the output file: {exc}", path=self.path) from exc
+        out = self._out
+        out.metadata.update(remux.clean_metadata(dict(self.source.metadata)))
+        for plan in self.plans:
+            stream: Any = self.source.streams[plan.input_index]
+            if plan.action == "encode":
+                self._add_video(stream)
+            elif plan.action == "copy":
+                o = out.add_stream_from_template(stream)
+                self._finish_stream(o, stream)
+                self._map[stream.index] = o
+            elif plan.action == "attach":
+                out.add_attachment(
+                    stream.metadata.get("filename", f"attachment{stream.index}"),
+                    stream.metadata.get("mimetype", "application/octet-stream"),
+                    bytes(stream.data),
+                )
+            elif plan.action == "transcode" and plan.type == "audio":
+                cc: Any = stream.codec_context
+                o = out.add_stream(plan.codec_out, rate=cc.sample_rate or 48000)
+                if cc.layout is not None:
+                    o.codec_context.layout = cc.layout
+                self._finish_stream(o, stream)
+                self._transcoders[stream.index] = _Transcoder(plan, o, stream.codec_context)
+                self._map[stream.index] = o
+            elif plan.action == "transcode" and plan.type == "subtitle":
+                o = out.add_mux_stream(plan.codec_out)
+                o.time_base = stream.time_base
+                self._finish_stream(o, stream)
+                self._text_subs[stream.index] = plan
+                self._map[stream.index] = o
+            self.reports.append(
+                StreamReport(
+                    plan.input_index,
+                    plan.type,
+                    plan.codec_out or plan.codec_in,
+                    _REPORTED[plan.action],
+                    plan.note,
+                )
+            )
+        chapters = list(self.source.chapters())
+        if chapters:
+            out.set_chapters(chapters)
+
+    def _finish_stream(self, out_stream: Any, stream: av.stream.Stream) -> None:
+        out_stream.metadata.update(remux.clean_metadata(dict(stream.metadata)))
+        out_stream.disposition = stream.disposition
+
+    def _add_video(self, stream: av.video.VideoStream) -> None:
+        info = self.media.video
+        enc = self.encoding
+        rate = info.frame_rate
+        video = self._out.add_stream(enc.codec, rate=rate)
+        cc = video.codec_context
+        cc.width, cc.height = self.width, self.height
+        cc.pix_fmt = enc.pix_fmt
+        # The source's time base keeps every timestamp exact (VFR and 1001-rates alike).
+        cc.time_base = info.time_base
+        video.time_base = info.time_base
+        if rate:
+            cc.framerate = rate
+        cc.color_range = info.color.range
+        cc.colorspace = info.color.matrix
+        cc.color_primaries = info.color.primaries
+        cc.color_trc = info.color.trc
+        if info.sample_aspect_ratio and info.sample_aspect_ratio != 1:
+            cc.sample_aspect_ratio = info.sample_aspect_ratio
+        cc.thread_count = 0
+        cc.options = dict(enc.options)
+        if info.rotation:
+            video.set_display_rotation(info.rotation)
+        video.metadata.update(remux.clean_metadata(dict(stream.metadata)))
+        video.disposition = stream.disposition
+        self._video = video
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_frame(self, rgb: np.ndarray, alpha: np.ndarray | None, pts: int) -> None:
+        """rgb: H x W x 3 uint8/uint16 full-range RGB at the output size."""
+        info = self.media.video
+        if alpha is not None and self.encoding.keep_alpha:
+            deep = rgb.dtype == np.uint16
+            arr = np.concatenate([rgb, alpha[..., None].astype(rgb.dtype)], axis=2)
+            frame = av.VideoFrame.from_ndarray(arr, format="rgba64le" if deep else "rgba")
+        else:
+            deep = rgb.dtype == np.uint16
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if deep else "rgb24")
+        frame = from_rgb(frame, info.color, self.encoding.pix_fmt)
+        frame.pts = pts
+        frame.time_base = info.time_base
+        try:
+            packets = self._video.encode(frame)
+            self._out.mux(packets)
+        except av.error.FFmpegError as exc:
+            raise EncoderError(f"{self.encoding.codec} failed: {exc}", path=self.path) from exc
+        self.frames_written += 1
+
+    def write_packet(self, packet: av.Packet) -> None:
+        index = packet.stream.index
+        target = self._map.get(index)
+        if target is None:
+            return
+        if index in self._transcoders:
+            self._transcode_audio(self._transcoders[index], packet)
+            return
+        if index in self._text_subs:
+            self._rewrite_subtitle(self._text_subs[index], packet, target)
+            return
+        if packet.dts is None and packet.pts is None:
+            return
+        packet.stream = target
+        self._out.mux(packet)
+
+    def _transcode_audio(self, tr: _Transcoder, packet: av.Packet) -> None:
+        try:
+            for frame in tr.decoder.decode(packet):
+                frame.pts = None
+                self._out.mux(tr.out.encode(frame))
+        except av.error.FFmpegError as exc:
+            raise EncoderError(
+                f"transcoding audio stream #{tr.plan.input_index} failed: {exc}", path=self.path
+            ) from exc
+
+    def _rewrite_subtitle(self, plan: StreamPlan, packet: av.Packet, target: Any) -> None:
+        text = remux.subtitle_text(bytes(packet), plan.codec_in)
+        new = av.Packet(remux.subtitle_payload(text, plan.codec_out))
+        new.pts = packet.pts
+        new.dts = packet.dts if packet.dts is not None else packet.pts
+        new.duration = packet.duration
+        new.time_base = packet.time_base
+        new.stream = target
+        self._out.mux(new)
+
+    def close(self) -> None:
+        """Flush encoders and write the trailer."""
+        try:
+            self._out.mux(self._video.encode(None))
+            for tr in self._transcoders.values():
+                for frame in tr.decoder.decode(None):
+                    frame.pts = None
+                    self._out.mux(tr.out.encode(frame))
+                self._out.mux(tr.out.encode(None))
+        except av.error.FFmpegError as exc:
+            raise EncoderError(f"finishing the output failed: {exc}", path=self.path) from exc
+        finally:
+            self._out.close()
+
+    def abort(self) -> None:
+        if self._out is not None:
+            with contextlib.suppress(Exception):
+                self._out.close()
