@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(be)
     _add_encode_args(be)
 
+    sa = sub.add_parser("sample", help="write a short sample clip to try vsr on")
+    sa.add_argument("output", nargs="?", default="sample.mp4")
+    sa.add_argument("--seconds", type=float, default=3.0)
+    sa.add_argument("--size", default="480x270", help="WIDTHxHEIGHT")
+
     mo = sub.add_parser("models", help="list, describe and convert models")
     msub = mo.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
     msub.required = True
@@ -305,11 +310,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    from vsr.sample import make_sample
+
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"expected --size WIDTHxHEIGHT, got {args.size!r}") from None
+    if width < 64 or height < 64 or width % 2 or height % 2:
+        raise UsageError(f"expected an even --size of at least 64x64, got {args.size}")
+    if not 0 < args.seconds <= 600:
+        raise UsageError(f"expected --seconds between 0 and 600, got {args.seconds}")
+    path = make_sample(args.output, seconds=args.seconds, width=width, height=height)
+    print(path)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "upscale": cmd_upscale,
     "probe": cmd_probe,
     "bench": cmd_bench,
     "models": cmd_models,
+    "sample": cmd_sample,
 }
 
 

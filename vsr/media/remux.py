@@ -94,12 +94,28 @@ def plan_streams(
     """Decide each stream's fate, raising ContainerError for what the format can't hold."""
     plans: list[StreamPlan] = []
     problems: list[str] = []
+    chapters = bool(container.chapters())
     for stream in container.streams:
         kind = stream.type
         if stream.index == video_index:
             plans.append(StreamPlan(stream.index, kind, _codec_name(stream), "encode", video_codec))
             continue
         codec = _codec_name(stream)
+        if kind == "data" and codec == "unknown" and chapters:
+            # MP4/MOV keep chapters as a text track; the chapters themselves are carried over
+            # with set_chapters, so copying the track too would duplicate them.
+            plans.append(
+                StreamPlan(stream.index, kind, codec, "drop", "", "chapter track: chapters kept")
+            )
+            continue
+        if kind == "data" and (fmt in ("matroska", "webm") or not accepts(fmt, codec)):
+            plans.append(
+                StreamPlan(
+                    stream.index, kind, codec, "drop", "",
+                    f"{fmt} can't hold data stream #{stream.index} ({codec}): left out",
+                )
+            )
+            continue
         if kind == "attachment":
             if fmt == "matroska":
                 plans.append(StreamPlan(stream.index, kind, codec, "attach", codec))
@@ -141,12 +157,6 @@ def plan_streams(
                     "transcode",
                     target,
                     f"{fmt} can't hold {codec} subtitles: rewritten as {target} (styling dropped)",
-                )
-            )
-        elif kind == "data":
-            plans.append(
-                StreamPlan(
-                    stream.index, kind, codec, "drop", "", f"{fmt} can't hold data stream {codec}"
                 )
             )
         else:
