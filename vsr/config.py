@@ -88,10 +88,14 @@ class UpscaleOptions:
     queue_size: int = 8
     # Only the first N frames (preview, bench); None: all.
     max_frames: int | None = None
+    # Resumable segments: cut at the first keyframe after this much content.
+    segment_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
             raise UsageError(f"expected a queue size of at least 1, got {self.queue_size}")
+        if self.segment_seconds <= 0:
+            raise UsageError(f"expected a segment length above 0 s, got {self.segment_seconds}")
         if self.max_frames is not None and self.max_frames < 1:
             raise UsageError(f"expected --frames of at least 1, got {self.max_frames}")
 

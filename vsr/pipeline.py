@@ -11,6 +11,9 @@ target and renamed only when everything succeeded.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import json
 import os
 import queue
 import threading
@@ -26,6 +29,7 @@ import cv2
 import numpy as np
 import torch
 
+from vsr import resume
 from vsr.config import UpscaleOptions
 from vsr.errors import Interrupted, OutputExistsError, UsageError, VsrError
 from vsr.media import remux
@@ -236,62 +240,73 @@ def _upscale_video(
             f"{encoding.pix_fmt} needs even dimensions: output is {out_w - trim_w}x"
             f"{out_h - trim_h} instead of {out_w}x{out_h} (one edge pixel trimmed)"
         )
-    enc_w, enc_h = out_w - trim_w, out_h - trim_h
+    size = (out_w - trim_w, out_h - trim_h)
 
     processor.init(FrameGeometry(video.width, video.height, float(video.frame_rate or 0) or None))
     batch = max(1, int(str(processor.settings.get("batch", options.model.batch))))
     start = time.perf_counter()
     container = open_input(input_path)
-    stage = _Stage(options.queue_size)
     try:
         plans = remux.plan_streams(container, video.index, fmt, encoding.codec)
         for plan in plans:
             if plan.note and plan.action in ("transcode", "drop"):
                 note(plan.note)
-        copy_indices = {p.input_index for p in plans if p.action in ("copy", "transcode")}
-        reader = VideoReader(
-            container,
-            video,
-            input_path,
-            copy_indices=copy_indices,
-            skip_corrupt=options.skip_corrupt,
-            max_frames=options.max_frames,
+
+        def make_plan() -> list[resume.Segment]:
+            scanned = resume.scan_keyframes(container, video.index)
+            if scanned is None:
+                return [resume.Segment(0, None, None, 0, video.frames or 0)]
+            pts, keys = scanned
+            return resume.plan_segments(
+                pts,
+                keys,
+                video.time_base,
+                segment_seconds=options.segment_seconds,
+                max_frames=options.max_frames,
+            )
+
+        state = resume.prepare(
+            input_path, output, resume.job_settings(options), video.time_base, make_plan
         )
+        if state.notice:
+            note(state.notice)
+        segments = state.manifest.segments
+        total = sum(s.expected_frames for s in segments) or video.frames
+        done_frames = sum(s.frames for s in segments if s.done)
+        video_plan = [p for p in plans if p.action == "encode"]
+        for segment in segments:
+            if segment.done:
+                continue
+            processor.reset()
+            frames, repeated = _encode_segment(
+                container,
+                input_path,
+                info,
+                options,
+                processor,
+                encoding,
+                video_plan,
+                segment,
+                state.directory,
+                size,
+                batch,
+                progress,
+                done_frames,
+                total,
+            )
+            state.mark_done(segment, frames, repeated)
+            done_frames += frames
         with atomic_output(output) as tmp:
-            writer = OutputWriter(tmp, fmt, info, container, plans, encoding, enc_w, enc_h)
-            writer.open()
-            try:
-                _run_graph(
-                    stage,
-                    reader,
-                    processor,
-                    writer,
-                    batch,
-                    (enc_w, enc_h),
-                    progress,
-                    video.frames
-                    if options.max_frames is None
-                    else min(options.max_frames, video.frames or options.max_frames),
-                )
-            except BaseException:
-                writer.abort()
-                raise
-            writer.close()
-            if writer.frames_written != reader.stats.frames:
-                raise VsrError(
-                    f"internal error: {reader.stats.frames} frames decoded but "
-                    f"{writer.frames_written} written; the output was not kept"
-                )
+            writer = _final_mux(
+                tmp, fmt, info, container, plans, encoding, size, segments, state.directory, options
+            )
+        state.finish(output)
     finally:
         container.close()
     seconds = time.perf_counter() - start
-    if reader.stats.repeated:
-        note(
-            f"{reader.stats.repeated} corrupt frame(s) replaced by the previous frame "
-            "to keep audio in sync"
-        )
-    if reader.stats.damage and options.skip_corrupt:
-        note(f"the input is damaged ({reader.stats.damage}); kept what could be decoded")
+    repeated = sum(s.repeated for s in segments)
+    if repeated:
+        note(f"{repeated} corrupt frame(s) replaced by the previous frame to keep audio in sync")
     return UpscaleResult(
         input_path,
         output,
@@ -300,9 +315,183 @@ def _upscale_video(
         processor.descriptor.name,
         dict(processor.settings),
         streams=writer.reports,
-        repeated_frames=reader.stats.repeated,
+        repeated_frames=repeated,
         notices=notices,
     )
+
+
+def _encode_segment(
+    container: av.container.InputContainer,
+    input_path: Path,
+    info: MediaInfo,
+    options: UpscaleOptions,
+    processor: Processor,
+    encoding: Any,
+    video_plan: list[remux.StreamPlan],
+    segment: resume.Segment,
+    directory: Path,
+    size: tuple[int, int],
+    batch: int,
+    progress: ProgressFn | None,
+    done_before: int,
+    total: int | None,
+) -> tuple[int, int]:
+    """Decode one window of the input, run the model, encode it into the segment's file."""
+    reader = VideoReader(
+        container,
+        info.video,
+        input_path,
+        copy_indices=set(),
+        skip_corrupt=options.skip_corrupt,
+        max_frames=None if segment.end_pts is not None else options.max_frames,
+        start_pts=segment.start_pts,
+        end_pts=segment.end_pts,
+        first_index=segment.first_frame,
+    )
+    media_path, stamps_path = segment.file(directory), segment.timestamps(directory)
+    tmp_media = media_path.with_name(media_path.name + ".partial.mkv")
+    writer = OutputWriter(
+        tmp_media, "matroska", info, container, video_plan, encoding, size[0], size[1], segment=True
+    )
+    writer.open()
+
+    def report(done: int, _total: int | None) -> None:
+        if progress is not None:
+            progress(done_before + done, total)
+
+    try:
+        _run_graph(
+            _Stage(options.queue_size), reader, processor, writer, batch, size, report, total
+        )
+        writer.close()
+    except BaseException:
+        writer.abort()
+        with contextlib.suppress(OSError):
+            tmp_media.unlink()
+        raise
+    if writer.frames_written != reader.stats.frames:
+        raise VsrError(
+            f"internal error: {reader.stats.frames} frames decoded but "
+            f"{writer.frames_written} encoded; the output was not kept"
+        )
+    tmp_stamps = stamps_path.with_name(stamps_path.name + ".partial")
+    tmp_stamps.write_text(json.dumps({"packets": writer.packet_log}), encoding="utf-8")
+    os.replace(tmp_media, media_path)
+    os.replace(tmp_stamps, stamps_path)
+    return reader.stats.frames, reader.stats.repeated
+
+
+def _final_mux(
+    tmp: Path,
+    fmt: str,
+    info: MediaInfo,
+    container: av.container.InputContainer,
+    plans: list[remux.StreamPlan],
+    encoding: Any,
+    size: tuple[int, int],
+    segments: list[resume.Segment],
+    directory: Path,
+    options: UpscaleOptions,
+) -> OutputWriter:
+    """One output file: the segments' video packets interleaved with the copied streams."""
+    first = segments[0].file(directory)
+    with av.open(str(first)) as template_file:
+        writer = OutputWriter(
+            tmp,
+            fmt,
+            info,
+            container,
+            plans,
+            encoding,
+            size[0],
+            size[1],
+            video_template=template_file.streams.video[0],
+        )
+        writer.open()
+    tb = info.video.time_base
+    end_time = None
+    if options.max_frames is not None:
+        last = segments[-1]
+        stamps = json.loads(last.timestamps(directory).read_text(encoding="utf-8"))["packets"]
+        ends = [p[0] + (p[2] or 0) for p in stamps if p[0] is not None]
+        end_time = float(max(ends) * tb) if ends else None
+    try:
+        merged = heapq.merge(
+            _segment_packets(segments, directory, tb),
+            _copied_packets(container, plans, end_time),
+            key=lambda item: item[0],
+        )
+        for _t, kind, packet, stamp in merged:
+            if kind == 0:
+                writer.write_video_packet(packet, stamp[0], stamp[1], stamp[2])
+            else:
+                writer.write_packet(packet)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    expected = sum(len(_stamps(s, directory)) for s in segments)
+    if writer.frames_written != expected:
+        raise VsrError(
+            f"internal error: {expected} video packets encoded but {writer.frames_written} "
+            "written; the output was not kept"
+        )
+    return writer
+
+
+def _stamps(segment: resume.Segment, directory: Path) -> list[list[int | None]]:
+    """The segment's packets' [pts, dts, duration, key], with every duration filled in.
+
+    Encoders leave some durations out (the last packets after a flush); the gap to the next
+    frame, or the typical frame step for the very last one, is what a player would use.
+    """
+    data = json.loads(segment.timestamps(directory).read_text(encoding="utf-8"))
+    packets: list[list[int | None]] = list(data["packets"])
+    order = sorted((p[0], i) for i, p in enumerate(packets) if p[0] is not None)
+    steps = [b[0] - a[0] for a, b in itertools.pairwise(order) if b[0] > a[0]]
+    typical = sorted(steps)[len(steps) // 2] if steps else 1
+    for (pts, i), nxt in zip(order, [*order[1:], None], strict=True):
+        if packets[i][2] and int(packets[i][2] or 0) > 0:
+            continue
+        packets[i][2] = (nxt[0] - pts) if nxt is not None and nxt[0] > pts else typical
+    return packets
+
+
+def _segment_packets(
+    segments: list[resume.Segment], directory: Path, tb: Any
+) -> Iterator[tuple[float, int, av.Packet, list[int | None]]]:
+    for segment in segments:
+        stamps = _stamps(segment, directory)
+        with av.open(str(segment.file(directory))) as seg:
+            packets = (p for p in seg.demux(video=0) if p.size)
+            for packet, stamp in zip(packets, stamps, strict=False):
+                when = stamp[1] if stamp[1] is not None else stamp[0]
+                yield (float((when or 0) * tb), 0, packet, stamp)
+
+
+def _copied_packets(
+    container: av.container.InputContainer, plans: list[remux.StreamPlan], end_time: float | None
+) -> Iterator[tuple[float, int, av.Packet, list[int | None]]]:
+    indices = {p.input_index for p in plans if p.action in ("copy", "transcode")}
+    streams = [s for s in container.streams if s.index in indices]
+    if not streams:
+        return
+    container.seek(0)
+    last = 0.0
+    try:
+        for packet in container.demux(*streams):
+            if packet.size == 0 and packet.stream.type != "subtitle":
+                continue
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if stamp is not None and packet.time_base is not None:
+                last = float(stamp * packet.time_base)
+            if end_time is not None and last >= end_time:
+                continue
+            yield (last, 1, packet, [])
+    except av.error.FFmpegError:
+        # Damage in the input was already reported (or accepted with --skip-corrupt) while
+        # decoding; what could be read is kept.
+        return
 
 
 def _run_graph(
@@ -344,7 +533,7 @@ def _run_graph(
                     alpha = None
                     if frame.alpha is not None:
                         alpha = resize_alpha(frame.alpha, rgb.shape[1], rgb.shape[0])
-                    writer.write_frame(rgb, alpha, frame.pts)
+                    writer.write_frame(rgb, alpha, frame.pts, frame.duration)
                     written += 1
                     if progress is not None:
                         progress(written, total)

@@ -36,6 +36,7 @@ class DecodedFrame:
     rgb: np.ndarray  # H x W x 3, uint8 or uint16, full-range RGB
     alpha: np.ndarray | None  # H x W, same dtype, or None
     repeated: bool = False
+    duration: int = 0  # in the stream's time base; 0 when the file doesn't say
 
 
 @dataclass
@@ -76,6 +77,9 @@ class VideoReader:
         copy_indices: set[int],
         skip_corrupt: bool = False,
         max_frames: int | None = None,
+        start_pts: int | None = None,
+        end_pts: int | None = None,
+        first_index: int = 0,
     ) -> None:
         self.container = container
         self.info = info
@@ -83,6 +87,13 @@ class VideoReader:
         self.copy_indices = copy_indices
         self.skip_corrupt = skip_corrupt
         self.max_frames = max_frames
+        # A window [start_pts, end_pts) of presentation times: one resumable segment. The
+        # decoder emits frames in presentation order, so the first frame at or past end_pts
+        # means every frame of the window has been seen.
+        self.start_pts = start_pts
+        self.end_pts = end_pts
+        self.first_index = first_index
+        self._past_end = False
         self.stats = DecodeStats()
         self._fmt = rgb_format(info)
         self._last: DecodedFrame | None = None
@@ -100,7 +111,7 @@ class VideoReader:
         return float(pts * self.info.time_base)
 
     def _corrupt(self, what: str, pts: int | None) -> CorruptInputError:
-        index = self.stats.frames
+        index = self.first_index + self.stats.frames
         t = self._time(pts) if pts is not None else None
         at = f"frame {index}" + (f" ({t:.3f} s)" if t is not None else "")
         return CorruptInputError(
@@ -113,7 +124,11 @@ class VideoReader:
 
     def __iter__(self) -> Iterator[DecodedFrame | av.Packet]:
         stream: Any = self.container.streams[self.info.index]
-        stream.thread_type = "AUTO"
+        if stream.codec_context.is_open:
+            # A later segment of the same file: forget the previous window's state.
+            stream.codec_context.flush_buffers()
+        else:
+            stream.thread_type = "AUTO"
         streams = [stream] + [
             s for s in self.container.streams if s.index in self.copy_indices and s is not stream
         ]
@@ -133,6 +148,8 @@ class VideoReader:
         logs: list[tuple[int, str, str]],
         demuxer: str,
     ) -> Iterator[DecodedFrame | av.Packet]:
+        if self.start_pts is not None:
+            self.container.seek(self.start_pts, stream=stream, backward=True, any_frame=False)
         demux = self.container.demux(*streams)
         while True:
             try:
@@ -141,6 +158,8 @@ class VideoReader:
                 break
             except av.error.FFmpegError as exc:
                 self._damaged(f"unreadable data ({exc.strerror or exc})")
+                break
+            if self._past_end:
                 break
             if self._done():
                 if packet.stream.index == stream.index:
@@ -175,14 +194,18 @@ class VideoReader:
             except av.error.FFmpegError as exc:
                 if not self.skip_corrupt:
                     raise self._corrupt(f"corrupt video data ({exc})", None) from exc
-        yield from self._repeat_missing(None)
-        if self._last is None:
+        yield from self._repeat_missing(self.end_pts)
+        if self._missing and self._last is None and self.start_pts is not None:
+            raise self._corrupt("no frame of this part could be decoded", self._missing[0])
+        if self._last is None and self.start_pts is None:
             raise EmptyInputError(
                 "has a video stream but no frame could be decoded", path=self.path
             )
         self._check_logs(logs, demuxer)
 
     def _done(self) -> bool:
+        if self._past_end:
+            return True
         return self.max_frames is not None and self.stats.frames >= self.max_frames
 
     def _before_end(self, packet: av.Packet) -> bool:
@@ -213,6 +236,13 @@ class VideoReader:
         pts = frame.pts
         if pts is None:
             pts = (self._last_pts + self._step) if self._last_pts is not None else 0
+        if self.start_pts is not None and pts < self.start_pts:
+            # Decoded only to reach the window (leading frames of an open GOP).
+            return
+        if self.end_pts is not None and pts >= self.end_pts:
+            yield from self._repeat_missing(self.end_pts)
+            self._past_end = True
+            return
         yield from self._repeat_missing(pts)
         if self._done():
             return
@@ -220,25 +250,39 @@ class VideoReader:
             if not self.skip_corrupt:
                 raise self._corrupt("corrupt video frame (decoder had to conceal errors)", pts)
             if self._last is not None:
-                yield self._repeat(pts)
+                yield self._repeat(pts, self._last)
                 return
         rgb, alpha = frame_to_arrays(frame, self.info, self._fmt)
-        out = DecodedFrame(self.stats.frames, pts, rgb, alpha)
+        out = DecodedFrame(0, pts, rgb, alpha, duration=int(frame.duration or 0))
+        yield from self._repeat_missing(pts, fill=out)
+        out.index = self.first_index + self.stats.frames
         self._push(out)
         yield out
 
-    def _repeat_missing(self, before: int | None) -> Iterator[DecodedFrame]:
-        while self._missing and (before is None or self._missing[0] < before):
-            pts = self._missing.pop(0)
-            if self._last is None or self._done():
-                continue
-            yield self._repeat(pts)
+    def _repeat_missing(
+        self, before: int | None, fill: DecodedFrame | None = None
+    ) -> Iterator[DecodedFrame]:
+        """Stand-ins for frames that failed to decode, in presentation order.
 
-    def _repeat(self, pts: int) -> DecodedFrame:
-        last = self._last
-        if last is None:  # pragma: no cover - callers check
-            raise RuntimeError("no frame to repeat")
-        out = DecodedFrame(self.stats.frames, pts, last.rgb, last.alpha, repeated=True)
+        Each repeats the previous good frame; before the first good frame there is none, so
+        they wait and repeat the next good frame (`fill`) instead. None is ever dropped.
+        """
+        while self._missing and (before is None or self._missing[0] < before):
+            if self.start_pts is not None and self._missing[0] < self.start_pts:
+                self._missing.pop(0)  # belongs to the previous segment
+                continue
+            if self._done():
+                self._missing.pop(0)  # past the requested frames
+                continue
+            source = self._last or fill
+            if source is None:
+                return
+            yield self._repeat(self._missing.pop(0), source)
+
+    def _repeat(self, pts: int, source: DecodedFrame) -> DecodedFrame:
+        out = DecodedFrame(
+            self.first_index + self.stats.frames, pts, source.rgb, source.alpha, repeated=True
+        )
         self.stats.repeated += 1
         self._push(out)
         return out

@@ -228,7 +228,13 @@ class OutputWriter:
     encoding: VideoEncoding
     width: int
     height: int
+    # Final mux of a segmented job: the video stream copies this (encoded) stream's codec
+    # parameters, and its packets come through `write_video_packet`.
+    video_template: Any = None
+    # A segment file: video only, and every packet's exact timestamps are recorded.
+    segment: bool = False
     reports: list[StreamReport] = field(default_factory=list)
+    packet_log: list[list[int | None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._out: Any = None
@@ -236,6 +242,7 @@ class OutputWriter:
         self._map: dict[int, Any] = {}
         self._transcoders: dict[int, _Transcoder] = {}
         self._text_subs: dict[int, StreamPlan] = {}
+        self._last_dts: int | None = None
         self.frames_written = 0
 
     # -- setup -----------------------------------------------------------------------------
@@ -245,11 +252,14 @@ class OutputWriter:
         except (av.error.FFmpegError, OSError) as exc:
             raise EncoderError(f"cannot create the output file: {exc}", path=self.path) from exc
         out = self._out
-        out.metadata.update(remux.clean_metadata(dict(self.source.metadata)))
+        if not self.segment:
+            out.metadata.update(remux.clean_metadata(dict(self.source.metadata)))
         for plan in self.plans:
             stream: Any = self.source.streams[plan.input_index]
             if plan.action == "encode":
                 self._add_video(stream)
+                if self.segment:
+                    return
             elif plan.action == "copy":
                 o = out.add_stream_from_template(stream)
                 self._finish_stream(o, stream)
@@ -293,6 +303,15 @@ class OutputWriter:
 
     def _add_video(self, stream: av.video.VideoStream) -> None:
         info = self.media.video
+        if self.video_template is not None:
+            video = self._out.add_stream_from_template(self.video_template)
+            video.time_base = info.time_base
+            if info.frame_rate:
+                # The segments' container doesn't know the rate; MKV writes it as the
+                # default frame duration and players show it.
+                video.codec_context.framerate = info.frame_rate
+            self._finish_video(video, stream)
+            return
         enc = self.encoding
         rate = info.frame_rate
         video = self._out.add_stream(enc.codec, rate=rate)
@@ -312,14 +331,19 @@ class OutputWriter:
             cc.sample_aspect_ratio = info.sample_aspect_ratio
         cc.thread_count = 0
         cc.options = dict(enc.options)
-        if info.rotation:
-            video.set_display_rotation(info.rotation)
+        self._finish_video(video, stream)
+
+    def _finish_video(self, video: Any, stream: av.video.VideoStream) -> None:
+        if self.media.video.rotation:
+            video.set_display_rotation(self.media.video.rotation)
         video.metadata.update(remux.clean_metadata(dict(stream.metadata)))
         video.disposition = stream.disposition
         self._video = video
 
     # -- writing ---------------------------------------------------------------------------
-    def write_frame(self, rgb: np.ndarray, alpha: np.ndarray | None, pts: int) -> None:
+    def write_frame(
+        self, rgb: np.ndarray, alpha: np.ndarray | None, pts: int, duration: int = 0
+    ) -> None:
         """rgb: H x W x 3 uint8/uint16 full-range RGB at the output size."""
         info = self.media.video
         if alpha is not None and self.encoding.keep_alpha:
@@ -332,11 +356,41 @@ class OutputWriter:
         frame = from_rgb(frame, info.color, self.encoding.pix_fmt)
         frame.pts = pts
         frame.time_base = info.time_base
+        if duration > 0:
+            # Carried to the packet, so the last frame of a VFR clip keeps its length.
+            frame.duration = duration
         try:
-            packets = self._video.encode(frame)
-            self._out.mux(packets)
+            self._mux_encoded(self._video.encode(frame))
         except av.error.FFmpegError as exc:
             raise EncoderError(f"{self.encoding.codec} failed: {exc}", path=self.path) from exc
+        self.frames_written += 1
+
+    def _mux_encoded(self, packets: list[av.Packet]) -> None:
+        for p in packets:
+            # Before muxing: the muxer rescales timestamps in place to its own time base.
+            self.packet_log.append([p.pts, p.dts, p.duration, int(p.is_keyframe)])
+        self._out.mux(packets)
+
+    def write_video_packet(
+        self, packet: av.Packet, pts: int | None, dts: int | None, duration: int | None
+    ) -> None:
+        """A packet of a finished segment, with its exact timestamps (source time base)."""
+        if dts is not None and self._last_dts is not None and dts <= self._last_dts:
+            # Each segment's encoder starts its own decode clock; where two meet, nudge the
+            # new one forward so decode order stays strictly increasing.
+            dts = self._last_dts + 1
+            if pts is not None and pts < dts:
+                dts = pts
+        packet.time_base = self.media.video.time_base
+        packet.pts, packet.dts = pts, dts
+        if duration is not None:
+            packet.duration = duration
+        packet.stream = self._video
+        self._last_dts = dts if dts is not None else self._last_dts
+        try:
+            self._out.mux(packet)
+        except av.error.FFmpegError as exc:
+            raise EncoderError(f"writing the video failed: {exc}", path=self.path) from exc
         self.frames_written += 1
 
     def write_packet(self, packet: av.Packet) -> None:
@@ -378,7 +432,8 @@ class OutputWriter:
     def close(self) -> None:
         """Flush encoders and write the trailer."""
         try:
-            self._out.mux(self._video.encode(None))
+            if self.video_template is None:
+                self._mux_encoded(self._video.encode(None))
             for tr in self._transcoders.values():
                 for frame in tr.decoder.decode(None):
                     frame.pts = None
