@@ -1,54 +1,112 @@
-"""The Python API: the same options as the CLI, as keyword arguments."""
+"""The Python API: the same options as the CLI, as keyword arguments.
+
+Options are resolved the way the CLI resolves them: a preset (or the defaults), then every
+option the caller gave on top, checked by the preset checker, so a typo fails the same way
+from Python, from the command line and from a job file.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from vsr.config import DEFAULT_MODEL, EncodeOptions, ModelOptions, Precision, UpscaleOptions
+from vsr.config import UpscaleOptions
+from vsr.errors import ConfigError, InputNotFoundError, UsageError
 from vsr.media.probe import MediaInfo
 from vsr.media.probe import probe as _probe
 from vsr.pipeline import UpscaleResult, upscale_file
 
+# x264/x265 speed presets: `--preset medium` keeps meaning what ffmpeg users expect, unless a
+# vsr preset has that name.
+ENCODER_SPEEDS = frozenset(
+    [
+        "ultrafast",
+        "superfast",
+        "veryfast",
+        "faster",
+        "fast",
+        "medium",
+        "slow",
+        "slower",
+        "veryslow",
+        "placebo",
+    ]
+)
+
 
 def parse_tile(tile: int | str | None) -> int | None:
-    """--tile N | auto -> ModelOptions.tile (0 means auto)."""
+    """--tile N | auto | off -> ModelOptions.tile (0 means auto, None no tiling)."""
     if tile is None:
         return None
     if isinstance(tile, str):
-        if tile.strip().lower() == "auto":
+        text = tile.strip().lower()
+        if text == "auto":
             return 0
+        if text in ("off", "none", "0"):
+            return None
         try:
-            return int(tile)
+            return int(text)
         except ValueError:
-            from vsr.errors import UsageError
-
-            raise UsageError(f"expected --tile N or 'auto', got {tile!r}") from None
+            raise UsageError(f"expected --tile N, 'auto' or 'off', got {tile!r}") from None
     return int(tile)
 
 
-def model_options(
+def split_preset(preset: str | None, encoder_preset: str | None) -> tuple[str | None, str | None]:
+    """`--preset medium` is the encoder's speed unless a vsr preset is called that."""
+    if preset is None or preset not in ENCODER_SPEEDS:
+        return preset, encoder_preset
+    from vsr.presets import find_preset
+
+    try:
+        find_preset(preset)
+    except ConfigError:
+        return None, encoder_preset or preset
+    return preset, encoder_preset
+
+
+def build_options(
     *,
-    model: str = DEFAULT_MODEL,
-    scale: float | None = None,
-    tile: int | str | None = None,
+    preset: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
     tile_overlap: int = 16,
-    precision: Precision = "auto",
     device: str = "auto",
     batch: int = 1,
     compile: bool = False,
     max_memory: int | None = None,
-) -> ModelOptions:
-    return ModelOptions(
-        name=str(model),
-        scale=scale,
-        tile=parse_tile(tile),
-        tile_overlap=tile_overlap,
-        precision=precision,
-        device=device,
-        batch=batch,
-        compile=compile,
-        max_memory=max_memory,
+    temporal_strength: float | None = None,
+    overwrite: bool = False,
+    skip_corrupt: bool = False,
+    max_frames: int | None = None,
+    segment_seconds: float = 30.0,
+) -> UpscaleOptions:
+    """A preset (or the defaults) with `overrides` (preset keys; None = not given) on top."""
+    from vsr.presets import Preset, load_preset, merge
+
+    base = load_preset(preset) if preset is not None else Preset(name="defaults")
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "tile" in given:
+        tile = parse_tile(given["tile"])
+        given["tile"] = "off" if tile is None else tile
+    resolved = merge(base, given) if given else base
+    return UpscaleOptions(
+        model=resolved.model_options(
+            tile_overlap=tile_overlap,
+            device=device,
+            batch=batch,
+            compile=compile,
+            max_memory=max_memory,
+        ),
+        encode=resolved.encode_options(),
+        filters=resolved.filter_spec(),
+        height=resolved.height,
+        temporal=resolved.temporal,
+        temporal_strength=temporal_strength,
+        max_seconds=resolved.duration,
+        overwrite=overwrite,
+        skip_corrupt=skip_corrupt,
+        max_frames=max_frames,
+        segment_seconds=segment_seconds,
     )
 
 
@@ -56,47 +114,65 @@ def upscale(
     input: str | Path,
     output: str | Path,
     *,
-    model: str | Path = DEFAULT_MODEL,
+    preset: str | Path | None = None,
+    model: str | Path | None = None,
     scale: float | None = None,
+    height: int | None = None,
     overwrite: bool = False,
     codec: str | None = None,
     crf: float | None = None,
-    preset: str | None = None,
+    encoder_preset: str | None = None,
     pix_fmt: str | None = None,
     encoder_options: Mapping[str, str] | None = None,
     skip_corrupt: bool = False,
     tile: int | str | None = None,
     tile_overlap: int = 16,
-    precision: Precision = "auto",
+    precision: str | None = None,
     device: str = "auto",
     batch: int = 1,
     compile: bool = False,
     max_memory: int | None = None,
+    temporal: str | None = None,
+    temporal_strength: float | None = None,
+    deinterlace: str | None = None,
+    deinterlace_mode: str | None = None,
+    crop: str | tuple[int, int, int, int] | None = None,
+    square_pixels: bool | None = None,
+    denoise: str | None = None,
+    denoise_strength: float | None = None,
     max_frames: int | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> UpscaleResult:
     """Upscale a video or image file; see `vsr upscale --help` for every option."""
-
-    options = UpscaleOptions(
-        model=model_options(
-            model=str(model),
-            scale=scale,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            precision=precision,
-            device=device,
-            batch=batch,
-            compile=compile,
-            max_memory=max_memory,
-        ),
-        encode=EncodeOptions(
-            codec=codec,
-            crf=crf,
-            preset=preset,
-            pix_fmt=pix_fmt,
-            options=tuple((encoder_options or {}).items()),
-        ),
+    name, speed = split_preset(str(preset) if preset is not None else None, encoder_preset)
+    options = build_options(
+        preset=name,
+        overrides={
+            "model": str(model) if model is not None else None,
+            "scale": scale,
+            "height": height,
+            "tile": tile,
+            "precision": precision,
+            "temporal": temporal,
+            "deinterlace": deinterlace,
+            "deinterlace_mode": deinterlace_mode,
+            "crop": crop,
+            "square_pixels": square_pixels,
+            "denoise": denoise,
+            "denoise_strength": denoise_strength,
+            "codec": codec,
+            "crf": crf,
+            "encoder_preset": speed,
+            "pix_fmt": pix_fmt,
+            "encoder_options": dict(encoder_options) if encoder_options else None,
+        },
+        tile_overlap=tile_overlap,
+        device=device,
+        batch=batch,
+        compile=compile,
+        max_memory=max_memory,
+        temporal_strength=temporal_strength,
         overwrite=overwrite,
         skip_corrupt=skip_corrupt,
         max_frames=max_frames,
@@ -119,8 +195,6 @@ def run(
     # Cheap checks first: a missing input or an existing output fails before a model loads.
     check_paths(Path(input), Path(output), options.overwrite)
     if not Path(input).exists():
-        from vsr.errors import InputNotFoundError
-
         raise InputNotFoundError("no such file", path=input)
     processor = create_processor(options.model, notify=notify)
     return upscale_file(input, output, options, processor, progress=progress, notify=notify)

@@ -10,7 +10,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from vsr import __version__
-from vsr.config import DEFAULT_MODEL, PRECISIONS, EncodeOptions, UpscaleOptions, parse_key_values
+from vsr.config import (
+    DEFAULT_MODEL,
+    PRECISIONS,
+    TEMPORAL_MODES,
+    UpscaleOptions,
+    parse_key_values,
+)
 from vsr.errors import Interrupted, UsageError, VsrError
 
 
@@ -38,25 +44,51 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
         help=f"model name (see 'vsr models list') or a .pth/.safetensors file "
         f"(default: {DEFAULT_MODEL})",
     )
     g.add_argument("--scale", type=float, help="output size / input size (default: the model's)")
-    g.add_argument("--tile", help="tile size in input pixels, or 'auto' (default: no tiling)")
+    g.add_argument("--height", type=int, help="resize the result to this height (e.g. 1080)")
+    g.add_argument("--tile", help="tile size in input pixels, 'auto' or 'off' (default: off)")
     g.add_argument("--tile-overlap", type=int, default=16, help="tile overlap in pixels")
-    g.add_argument("--precision", choices=PRECISIONS, default="auto")
+    g.add_argument("--precision", choices=PRECISIONS, help="default: auto")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--batch", type=int, default=1, help="frames per forward pass")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
     g.add_argument("--max-memory", type=_parse_memory, help="memory for --tile auto, e.g. 4G")
+    g.add_argument("--temporal", choices=TEMPORAL_MODES, help="stabilize: steady textures")
+    g.add_argument("--temporal-strength", type=float, help="0..1 (default: per model)")
+
+
+def _add_filter_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("restoration (before the model)")
+    g.add_argument("--deinterlace", choices=("auto", "off", "tff", "bff"))
+    g.add_argument(
+        "--deinterlace-mode",
+        choices=("frame", "field"),
+        help="frame: one frame per frame; field: double rate",
+    )
+    g.add_argument("--deinterlacer", choices=("bwdif", "yadif"))
+    g.add_argument("--crop", help="auto, off, or W:H:X:Y")
+    g.add_argument(
+        "--square-pixels",
+        action="store_true",
+        default=None,
+        help="resample anamorphic video to square pixels",
+    )
+    g.add_argument("--denoise", help="off, atadenoise, fftdnoiz, nlmeans, hqdn3d")
+    g.add_argument("--denoise-strength", type=float)
 
 
 def _add_encode_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("encoding")
+    g.add_argument(
+        "--preset",
+        help="a vsr preset (see 'vsr presets list'), or an x264/x265 speed such as medium",
+    )
     g.add_argument("--codec", help="video encoder (default: libx264; libx265 for >8-bit input)")
     g.add_argument("--crf", type=float, help="quality (default: 18 for x264/x265)")
-    g.add_argument("--preset", help="encoder preset (default: medium)")
+    g.add_argument("--encoder-preset", help="the encoder's speed preset (default: medium)")
     g.add_argument("--pix-fmt", help="output pixel format (default: the source's)")
     g.add_argument(
         "--encoder-option",
@@ -86,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--frames", type=int, help="only the first N frames")
     up.add_argument("--json", action="store_true", help="print a JSON summary")
     up.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notices")
+    up.add_argument("--segment-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     _add_model_args(up)
+    _add_filter_args(up)
     _add_encode_args(up)
 
     pr = sub.add_parser("probe", help="show the facts vsr sees in a file")
@@ -98,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--frames", type=int, default=30)
     be.add_argument("--json", action="store_true")
     _add_model_args(be)
+    _add_filter_args(be)
     _add_encode_args(be)
 
     sa = sub.add_parser("sample", help="write a short sample clip to try vsr on")
@@ -131,30 +166,42 @@ def _notifier(enabled: bool) -> Callable[[str], None]:
 
 
 def _options_from_args(args: argparse.Namespace) -> UpscaleOptions:
-    from vsr.api import model_options
+    from vsr.api import build_options, split_preset
 
-    return UpscaleOptions(
-        model=model_options(
-            model=args.model,
-            scale=args.scale,
-            tile=args.tile,
-            tile_overlap=args.tile_overlap,
-            precision=args.precision,
-            device=args.device,
-            batch=args.batch,
-            compile=args.compile,
-            max_memory=args.max_memory,
-        ),
-        encode=EncodeOptions(
-            codec=args.codec,
-            crf=args.crf,
-            preset=args.preset,
-            pix_fmt=args.pix_fmt,
-            options=parse_key_values(args.encoder_option, "--encoder-option"),
-        ),
+    preset, speed = split_preset(args.preset, args.encoder_preset)
+    pairs = parse_key_values(args.encoder_option, "--encoder-option")
+    return build_options(
+        preset=preset,
+        overrides={
+            "model": args.model,
+            "scale": args.scale,
+            "height": args.height,
+            "tile": args.tile,
+            "precision": args.precision,
+            "temporal": args.temporal,
+            "deinterlace": args.deinterlace,
+            "deinterlace_mode": args.deinterlace_mode,
+            "deinterlacer": args.deinterlacer,
+            "crop": args.crop,
+            "square_pixels": args.square_pixels,
+            "denoise": args.denoise,
+            "denoise_strength": args.denoise_strength,
+            "codec": args.codec,
+            "crf": args.crf,
+            "encoder_preset": speed,
+            "pix_fmt": args.pix_fmt,
+            "encoder_options": dict(pairs) if pairs else None,
+        },
+        tile_overlap=args.tile_overlap,
+        device=args.device,
+        batch=args.batch,
+        compile=args.compile,
+        max_memory=args.max_memory,
+        temporal_strength=args.temporal_strength,
         overwrite=getattr(args, "overwrite", False),
         skip_corrupt=getattr(args, "skip_corrupt", False),
         max_frames=getattr(args, "frames", None),
+        segment_seconds=getattr(args, "segment_seconds", 30.0),
     )
 
 

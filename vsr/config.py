@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Literal
 
 from vsr.errors import UsageError
+from vsr.media.filters import FilterSpec
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+Temporal = Literal["off", "stabilize"]
+TEMPORAL_MODES: tuple[str, ...] = ("off", "stabilize")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
 DEFAULT_MODEL = "realesr-animevideov3"
 
@@ -88,12 +91,28 @@ class UpscaleOptions:
     queue_size: int = 8
     # Only the first N frames (preview, bench); None: all.
     max_frames: int | None = None
+    # Only the first N seconds (presets' `duration`); None: all.
+    max_seconds: float | None = None
     # Resumable segments: cut at the first keyframe after this much content.
     segment_seconds: float = 30.0
+    # Restoration filters before the model (deinterlace, crop, square pixels, denoise).
+    filters: FilterSpec = field(default_factory=FilterSpec)
+    # Resize the model's output to this height (width keeps the aspect ratio, even).
+    height: int | None = None
+    temporal: Temporal = "off"
+    temporal_strength: float | None = None
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
             raise UsageError(f"expected a queue size of at least 1, got {self.queue_size}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise UsageError(f"expected a duration above 0 s, got {self.max_seconds}")
+        if self.height is not None and (self.height < 16 or self.height % 2):
+            raise UsageError(f"expected an even --height of at least 16, got {self.height}")
+        if self.temporal not in TEMPORAL_MODES:
+            raise UsageError(
+                f"expected --temporal one of {', '.join(TEMPORAL_MODES)}, got {self.temporal!r}"
+            )
         if self.segment_seconds <= 0:
             raise UsageError(f"expected a segment length above 0 s, got {self.segment_seconds}")
         if self.max_frames is not None and self.max_frames < 1:

@@ -11,6 +11,7 @@ target and renamed only when everything succeeded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import json
@@ -35,7 +36,15 @@ from vsr.errors import Interrupted, OutputExistsError, UsageError, VsrError
 from vsr.media import remux
 from vsr.media.decode import DecodedFrame, VideoReader
 from vsr.media.encode import OutputWriter, StreamReport, choose_video_encoding
-from vsr.media.probe import IMAGE_SUFFIXES, MediaInfo, open_input, probe
+from vsr.media.filters import (
+    FilterChain,
+    FilterSpec,
+    StreamGeometry,
+    output_size_for_height,
+    resize_to_height,
+    resolve_spec,
+)
+from vsr.media.probe import IMAGE_SUFFIXES, MediaInfo, VideoInfo, open_input, probe
 from vsr.models.base import FrameGeometry, Processor, output_size
 
 ProgressFn = Callable[[int, "int | None"], None]
@@ -73,6 +82,59 @@ class UpscaleResult:
             "repeated_frames": self.repeated_frames,
             "notices": self.notices,
         }
+
+
+def _describe_filters(spec: FilterSpec) -> str:
+    parts: list[str] = []
+    if spec.deinterlace != "off":
+        parts.append(
+            f"deinterlace {spec.deinterlace} ({spec.deinterlacer}, {spec.deinterlace_mode} rate)"
+        )
+    if spec.crop != "off":
+        parts.append(f"crop {spec.crop}")
+    if spec.square_pixels:
+        parts.append("square pixels")
+    if spec.denoise != "off":
+        parts.append(f"denoise {spec.denoise} {spec.denoise_strength:g}")
+    return ", ".join(parts) or "none needed"
+
+
+class _Resized:
+    """A processor whose output is resized to a fixed size (--height), antialiased."""
+
+    def __init__(self, inner: Processor, width: int, height: int) -> None:
+        self.inner = inner
+        self.width, self.height = width, height
+
+    @property
+    def descriptor(self) -> Any:
+        return self.inner.descriptor
+
+    @property
+    def scale(self) -> float:
+        return self.inner.scale
+
+    @property
+    def settings(self) -> dict[str, object]:
+        return {**self.inner.settings, "output_height": self.height}
+
+    def init(self, geometry: FrameGeometry) -> None:
+        self.inner.init(geometry)
+
+    def _fit(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.shape[0] == 0 or frames.shape[-2:] == (self.height, self.width):
+            return frames
+        out = resize_to_height(frames, self.height)
+        return out[..., : self.height, : self.width]
+
+    def process(self, frames: torch.Tensor) -> torch.Tensor:
+        return self._fit(self.inner.process(frames))
+
+    def flush(self) -> torch.Tensor:
+        return self._fit(self.inner.flush())
+
+    def reset(self) -> None:
+        self.inner.reset()
 
 
 def temp_path_for(output: Path) -> Path:
@@ -225,8 +287,41 @@ def _upscale_video(
     note: NotifyFn,
     notices: list[str],
 ) -> UpscaleResult:
-    video = info.video
-    out_w, out_h = output_size(video.width, video.height, processor.scale)
+    source_video = info.video
+    spec = options.filters
+    if spec.needs_analysis:
+        spec = resolve_spec(spec, input_path)
+        note(f"restoration filters for this file: {_describe_filters(spec)}")
+    geometry: StreamGeometry | None = None
+    video = source_video
+    if not spec.is_identity:
+        with av.open(str(input_path)) as peek:
+            geometry = StreamGeometry.from_stream(peek.streams.video[source_video.index])
+        out = FilterChain(spec, geometry).output
+        video = dataclasses.replace(
+            source_video,
+            width=out.width,
+            height=out.height,
+            time_base=out.time_base,
+            frame_rate=out.frame_rate,
+            sample_aspect_ratio=out.sample_aspect_ratio,
+            field_order="progressive" if spec.deinterlace != "off" else source_video.field_order,
+        )
+    elif source_video.is_interlaced:
+        note(
+            f"the input is interlaced ({source_video.field_order}); upscaling it as it is "
+            "blends the fields: add --deinterlace auto"
+        )
+    info = dataclasses.replace(info, video=video)
+    if options.temporal == "stabilize":
+        from vsr.temporal.stabilize import StabilizeProcessor
+
+        processor = StabilizeProcessor(processor, strength=options.temporal_strength)
+    model_w, model_h = output_size(video.width, video.height, processor.scale)
+    out_w, out_h = model_w, model_h
+    if options.height is not None:
+        out_w, out_h = output_size_for_height(model_w, model_h, options.height)
+        processor = _Resized(processor, out_w, out_h)
     encoding = choose_video_encoding(video, options.encode, fmt)
     for message in encoding.notices:
         note(message)
@@ -260,13 +355,14 @@ def _upscale_video(
             return resume.plan_segments(
                 pts,
                 keys,
-                video.time_base,
+                source_video.time_base,
                 segment_seconds=options.segment_seconds,
                 max_frames=options.max_frames,
+                max_seconds=options.max_seconds,
             )
 
         state = resume.prepare(
-            input_path, output, resume.job_settings(options), video.time_base, make_plan
+            input_path, output, resume.job_settings(options), source_video.time_base, make_plan
         )
         if state.notice:
             note(state.notice)
@@ -278,10 +374,13 @@ def _upscale_video(
             if segment.done:
                 continue
             processor.reset()
+            chain = FilterChain(spec, geometry) if geometry is not None else None
             frames, repeated = _encode_segment(
                 container,
                 input_path,
                 info,
+                source_video,
+                chain,
                 options,
                 processor,
                 encoding,
@@ -324,6 +423,8 @@ def _encode_segment(
     container: av.container.InputContainer,
     input_path: Path,
     info: MediaInfo,
+    source_video: VideoInfo,
+    chain: FilterChain | None,
     options: UpscaleOptions,
     processor: Processor,
     encoding: Any,
@@ -339,8 +440,10 @@ def _encode_segment(
     """Decode one window of the input, run the model, encode it into the segment's file."""
     reader = VideoReader(
         container,
-        info.video,
+        source_video,
         input_path,
+        chain=chain,
+        out_info=info.video,
         copy_indices=set(),
         skip_corrupt=options.skip_corrupt,
         max_frames=None if segment.end_pts is not None else options.max_frames,

@@ -149,8 +149,13 @@ def plan_segments(
     *,
     segment_seconds: float,
     max_frames: int | None,
+    max_seconds: float | None = None,
 ) -> list[Segment]:
     """Cut at keyframes roughly every `segment_seconds` of content."""
+    if max_seconds is not None and pts:
+        limit = pts[0] + max_seconds / float(time_base)
+        count = bisect.bisect_left(pts, limit)
+        max_frames = count if max_frames is None else min(max_frames, count)
     if max_frames is not None:
         pts = pts[:max_frames]
     if not pts:
@@ -272,7 +277,12 @@ def job_settings(options: UpscaleOptions) -> dict[str, Any]:
         "encode": asdict(options.encode),
         "skip_corrupt": options.skip_corrupt,
         "max_frames": options.max_frames,
+        "max_seconds": options.max_seconds,
         "segment_seconds": options.segment_seconds,
+        "filters": asdict(options.filters),
+        "height": options.height,
+        "temporal": options.temporal,
+        "temporal_strength": options.temporal_strength,
     }
     weights = Path(options.model.name).expanduser()
     if weights.is_file():

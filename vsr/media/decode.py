@@ -23,6 +23,7 @@ import numpy as np
 
 from vsr.errors import CorruptInputError, EmptyInputError
 from vsr.media.color import to_rgb
+from vsr.media.filters import FilterChain
 from vsr.media.probe import VideoInfo
 
 # Demuxer log lines at ERROR level that mean the file is damaged or cut short.
@@ -80,6 +81,8 @@ class VideoReader:
         start_pts: int | None = None,
         end_pts: int | None = None,
         first_index: int = 0,
+        chain: FilterChain | None = None,
+        out_info: VideoInfo | None = None,
     ) -> None:
         self.container = container
         self.info = info
@@ -95,16 +98,23 @@ class VideoReader:
         self.first_index = first_index
         self._past_end = False
         self.stats = DecodeStats()
+        # Restoration filters between decoder and model; `out_info` describes their output
+        # (size, time base and rate change with crop, square pixels and field-rate output).
+        self.chain = chain
+        self.out_info = out_info or info
         self._fmt = rgb_format(info)
         self._last: DecodedFrame | None = None
+        self._last_good: av.VideoFrame | None = None
         self._missing: list[int] = []  # pts of frames that failed to decode, sorted
-        self._last_pts: int | None = None
-        self._step = self._default_step()
+        self._last_src_pts: int | None = None
+        self._step = self._default_step(self.info)
+        self._out_step = self._default_step(self.out_info)
         self.end_time: float | None = None  # set when max_frames cut the video short
 
-    def _default_step(self) -> int:
-        rate = self.info.frame_rate or Fraction(25)
-        step = 1 / (rate * self.info.time_base)
+    @staticmethod
+    def _default_step(info: VideoInfo) -> int:
+        rate = info.frame_rate or Fraction(25)
+        step = 1 / (rate * info.time_base)
         return max(1, round(step))
 
     def _time(self, pts: int) -> float:
@@ -194,7 +204,8 @@ class VideoReader:
             except av.error.FFmpegError as exc:
                 if not self.skip_corrupt:
                     raise self._corrupt(f"corrupt video data ({exc})", None) from exc
-        yield from self._repeat_missing(self.end_pts)
+        yield from self._fill_missing(self.end_pts)
+        yield from self._drain_chain()
         if self._missing and self._last is None and self.start_pts is not None:
             raise self._corrupt("no frame of this part could be decoded", self._missing[0])
         if self._last is None and self.start_pts is None:
@@ -235,32 +246,29 @@ class VideoReader:
     def _emit(self, frame: av.VideoFrame) -> Iterator[DecodedFrame]:
         pts = frame.pts
         if pts is None:
-            pts = (self._last_pts + self._step) if self._last_pts is not None else 0
+            pts = (self._last_src_pts + self._step) if self._last_src_pts is not None else 0
+        self._last_src_pts = pts
         if self.start_pts is not None and pts < self.start_pts:
             # Decoded only to reach the window (leading frames of an open GOP).
             return
         if self.end_pts is not None and pts >= self.end_pts:
-            yield from self._repeat_missing(self.end_pts)
+            yield from self._fill_missing(self.end_pts)
             self._past_end = True
-            return
-        yield from self._repeat_missing(pts)
-        if self._done():
             return
         if frame.is_corrupt:
             if not self.skip_corrupt:
                 raise self._corrupt("corrupt video frame (decoder had to conceal errors)", pts)
-            if self._last is not None:
-                yield self._repeat(pts, self._last)
+            if self._last_good is not None:
+                yield from self._fill_missing(pts)
+                yield from self._feed(self._last_good, pts, repeated=True)
                 return
-        rgb, alpha = frame_to_arrays(frame, self.info, self._fmt)
-        out = DecodedFrame(0, pts, rgb, alpha, duration=int(frame.duration or 0))
-        yield from self._repeat_missing(pts, fill=out)
-        out.index = self.first_index + self.stats.frames
-        self._push(out)
-        yield out
+            # Nothing to repeat yet: the decoder's concealed picture is the best there is.
+        yield from self._fill_missing(pts, fill=frame)
+        self._last_good = frame
+        yield from self._feed(frame, pts, repeated=False)
 
-    def _repeat_missing(
-        self, before: int | None, fill: DecodedFrame | None = None
+    def _fill_missing(
+        self, before: int | None, fill: av.VideoFrame | None = None
     ) -> Iterator[DecodedFrame]:
         """Stand-ins for frames that failed to decode, in presentation order.
 
@@ -274,25 +282,47 @@ class VideoReader:
             if self._done():
                 self._missing.pop(0)  # past the requested frames
                 continue
-            source = self._last or fill
+            source = self._last_good or fill
             if source is None:
                 return
-            yield self._repeat(self._missing.pop(0), source)
+            yield from self._feed(source, self._missing.pop(0), repeated=True)
 
-    def _repeat(self, pts: int, source: DecodedFrame) -> DecodedFrame:
+    def _feed(self, frame: av.VideoFrame, pts: int, *, repeated: bool) -> Iterator[DecodedFrame]:
+        """Through the restoration filters (if any), then to RGB."""
+        if self._done():
+            return
+        # The filter graph takes its own reference when a frame is pushed, so pushing the same
+        # frame again with another timestamp (a repeat) is safe.
+        frame.pts = pts
+        if repeated:
+            self.stats.repeated += 1
+        outputs = self.chain.push(frame) if self.chain is not None else [frame]
+        for out in outputs:
+            yield from self._convert(out, repeated=repeated)
+
+    def _drain_chain(self) -> Iterator[DecodedFrame]:
+        if self.chain is not None:
+            for out in self.chain.flush():
+                yield from self._convert(out, repeated=False)
+
+    def _convert(self, frame: av.VideoFrame, *, repeated: bool) -> Iterator[DecodedFrame]:
+        if self._done() or frame.pts is None:
+            return
+        rgb, alpha = frame_to_arrays(frame, self.out_info, self._fmt)
         out = DecodedFrame(
-            self.first_index + self.stats.frames, pts, source.rgb, source.alpha, repeated=True
+            self.first_index + self.stats.frames,
+            int(frame.pts),
+            rgb,
+            alpha,
+            repeated=repeated,
+            duration=int(frame.duration or 0),
         )
-        self.stats.repeated += 1
-        self._push(out)
-        return out
-
-    def _push(self, frame: DecodedFrame) -> None:
-        self._last = frame
-        self._last_pts = frame.pts
+        self._last = out
         self.stats.frames += 1
         if self._done():
-            self.end_time = self._time(frame.pts) + float(self._step * self.info.time_base)
+            step = float(self._out_step * self.out_info.time_base)
+            self.end_time = float(out.pts * self.out_info.time_base) + step
+        yield out
 
 
 def _last_line(logs: list[tuple[int, str, str]], exc: Exception) -> str:
