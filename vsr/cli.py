@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filter_args(be)
     _add_encode_args(be)
 
+    ps = sub.add_parser("presets", help="list and show presets")
+    psub = ps.add_subparsers(dest="presets_command", metavar="ACTION", parser_class=_Parser)
+    psub.required = True
+    pl = psub.add_parser("list", help="every preset, shipped and yours")
+    pl.add_argument("--json", action="store_true")
+    pw = psub.add_parser("show", help="one preset, resolved, as TOML")
+    pw.add_argument("name")
+
     sa = sub.add_parser("sample", help="write a short sample clip to try vsr on")
     sa.add_argument("output", nargs="?", default="sample.mp4")
     sa.add_argument("--seconds", type=float, default=3.0)
@@ -357,6 +365,37 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    from vsr import presets
+
+    if args.presets_command == "show":
+        print(presets.show_preset(args.name), end="")
+        return 0
+    rows = presets.list_presets()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": r.name,
+                        "description": r.description,
+                        "path": str(r.path),
+                        "builtin": r.builtin,
+                        "shadows": str(r.shadows) if r.shadows else None,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    width = max((len(r.name) for r in rows), default=4)
+    for r in rows:
+        where = "shipped" if r.builtin else f"yours ({r.path})"
+        print(f"{r.name.ljust(width)}  {r.description}  [{where}]")
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from vsr.sample import make_sample
 
@@ -379,6 +418,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "bench": cmd_bench,
     "models": cmd_models,
     "sample": cmd_sample,
+    "presets": cmd_presets,
 }
 
 
