@@ -79,6 +79,7 @@ def build_options(
     skip_corrupt: bool = False,
     max_frames: int | None = None,
     segment_seconds: float = 30.0,
+    keep_manifest: bool = False,
 ) -> UpscaleOptions:
     """A preset (or the defaults) with `overrides` (preset keys; None = not given) on top."""
     from vsr.presets import Preset, load_preset, merge
@@ -107,6 +108,7 @@ def build_options(
         skip_corrupt=skip_corrupt,
         max_frames=max_frames,
         segment_seconds=segment_seconds,
+        keep_manifest=keep_manifest,
     )
 
 

@@ -24,7 +24,9 @@ from vsr.models.base import FrameGeometry, output_size
 from vsr.pipeline import from_tensor, to_tensor, upscale_file
 
 
-def run_bench(input_path: str | Path, options: UpscaleOptions, *, frames: int = 30) -> dict[str, Any]:
+def run_bench(
+    input_path: str | Path, options: UpscaleOptions, *, frames: int = 30
+) -> dict[str, Any]:
     from vsr.models.registry import create_processor
 
     path = Path(input_path)
@@ -69,12 +71,16 @@ def run_bench(input_path: str | Path, options: UpscaleOptions, *, frames: int = 
         encoding = choose_video_encoding(video, options.encode, "matroska")
         container = open_input(path)
         try:
-            plans = [p for p in remux.plan_streams(container, video.index, "matroska",
-                                                   encoding.codec) if p.action == "encode"]
+            plans = [
+                p
+                for p in remux.plan_streams(container, video.index, "matroska", encoding.codec)
+                if p.action == "encode"
+            ]
             out_w -= out_w % 2
             out_h -= out_h % 2
-            writer = OutputWriter(target, "matroska", info, container, plans, encoding,
-                                  out_w, out_h)
+            writer = OutputWriter(
+                target, "matroska", info, container, plans, encoding, out_w, out_h
+            )
             writer.open()
             arrays = [from_tensor(t, deep)[:out_h, :out_w] for t in outputs]
             start = time.perf_counter()

@@ -95,6 +95,8 @@ class UpscaleOptions:
     max_seconds: float | None = None
     # Resumable segments: cut at the first keyframe after this much content.
     segment_seconds: float = 30.0
+    # Keep the manifest after success, as the record batch jobs check "finished" against.
+    keep_manifest: bool = False
     # Restoration filters before the model (deinterlace, crop, square pixels, denoise).
     filters: FilterSpec = field(default_factory=FilterSpec)
     # Resize the model's output to this height (width keeps the aspect ratio, even).

@@ -64,6 +64,7 @@ class UpscaleResult:
     streams: list[StreamReport] = field(default_factory=list)
     repeated_frames: int = 0
     notices: list[str] = field(default_factory=list)
+    encoder: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -78,6 +79,7 @@ class UpscaleResult:
             "fps": round(self.fps, 3),
             "model": self.model,
             "settings": self.settings,
+            "encoder": self.encoder,
             "streams": [s.to_dict() for s in self.streams],
             "repeated_frames": self.repeated_frames,
             "notices": self.notices,
@@ -348,7 +350,10 @@ def _upscale_video(
                 note(plan.note)
 
         def make_plan() -> list[resume.Segment]:
-            scanned = resume.scan_keyframes(container, video.index)
+            # A container of its own: seeking back to 0 afterwards could skip packets with
+            # negative timestamps (B-frame delay, AAC priming) that the real pass needs.
+            with av.open(str(input_path)) as scan:
+                scanned = resume.scan_keyframes(scan, video.index)
             if scanned is None:
                 return [resume.Segment(0, None, None, 0, video.frames or 0)]
             pts, keys = scanned
@@ -370,36 +375,50 @@ def _upscale_video(
         total = sum(s.expected_frames for s in segments) or video.frames
         done_frames = sum(s.frames for s in segments if s.done)
         video_plan = [p for p in plans if p.action == "encode"]
-        for segment in segments:
-            if segment.done:
-                continue
-            processor.reset()
-            chain = FilterChain(spec, geometry) if geometry is not None else None
-            frames, repeated = _encode_segment(
-                container,
-                input_path,
-                info,
-                source_video,
-                chain,
-                options,
-                processor,
-                encoding,
-                video_plan,
-                segment,
-                state.directory,
-                size,
-                batch,
-                progress,
-                done_frames,
-                total,
-            )
-            state.mark_done(segment, frames, repeated)
-            done_frames += frames
-        with atomic_output(output) as tmp:
-            writer = _final_mux(
-                tmp, fmt, info, container, plans, encoding, size, segments, state.directory, options
-            )
-        state.finish(output)
+        try:
+            for segment in segments:
+                if segment.done:
+                    continue
+                processor.reset()
+                chain = FilterChain(spec, geometry) if geometry is not None else None
+                frames, repeated = _encode_segment(
+                    container,
+                    input_path,
+                    info,
+                    source_video,
+                    chain,
+                    options,
+                    processor,
+                    encoding,
+                    video_plan,
+                    segment,
+                    state.directory,
+                    size,
+                    batch,
+                    progress,
+                    done_frames,
+                    total,
+                )
+                state.mark_done(segment, frames, repeated)
+                done_frames += frames
+            with atomic_output(output) as tmp:
+                writer = _final_mux(
+                    tmp,
+                    fmt,
+                    info,
+                    input_path,
+                    plans,
+                    encoding,
+                    size,
+                    segments,
+                    state.directory,
+                    options,
+                )
+        except BaseException:
+            # Finished segments stay for the next run to resume; with none, nothing is left.
+            state.abandon()
+            raise
+        state.finish(output, keep_manifest=options.keep_manifest)
     finally:
         container.close()
     seconds = time.perf_counter() - start
@@ -416,6 +435,13 @@ def _upscale_video(
         streams=writer.reports,
         repeated_frames=repeated,
         notices=notices,
+        encoder={
+            "codec": encoding.codec,
+            "pix_fmt": encoding.pix_fmt,
+            "width": size[0],
+            "height": size[1],
+            "options": dict(encoding.options),
+        },
     )
 
 
@@ -488,7 +514,7 @@ def _final_mux(
     tmp: Path,
     fmt: str,
     info: MediaInfo,
-    container: av.container.InputContainer,
+    input_path: Path,
     plans: list[remux.StreamPlan],
     encoding: Any,
     size: tuple[int, int],
@@ -497,42 +523,44 @@ def _final_mux(
     options: UpscaleOptions,
 ) -> OutputWriter:
     """One output file: the segments' video packets interleaved with the copied streams."""
-    first = segments[0].file(directory)
-    with av.open(str(first)) as template_file:
+    tb = info.video.time_base
+    end_time = None
+    if options.max_frames is not None or options.max_seconds is not None:
+        # A cut job (preview, --frames): other streams stop where the last frame ends.
+        ends = [
+            int(p[0]) + int(p[2] or 0) for p in _stamps(segments[-1], directory) if p[0] is not None
+        ]
+        end_time = float(max(ends) * tb) if ends else None
+    # Its own input container: the copied streams are read from the start, negative
+    # timestamps (AAC priming) included, whatever the segment passes did to the other one.
+    with av.open(str(input_path)) as source, av.open(str(segments[0].file(directory))) as first:
         writer = OutputWriter(
             tmp,
             fmt,
             info,
-            container,
+            source,
             plans,
             encoding,
             size[0],
             size[1],
-            video_template=template_file.streams.video[0],
+            video_template=first.streams.video[0],
         )
         writer.open()
-    tb = info.video.time_base
-    end_time = None
-    if options.max_frames is not None:
-        last = segments[-1]
-        stamps = json.loads(last.timestamps(directory).read_text(encoding="utf-8"))["packets"]
-        ends = [p[0] + (p[2] or 0) for p in stamps if p[0] is not None]
-        end_time = float(max(ends) * tb) if ends else None
-    try:
-        merged = heapq.merge(
-            _segment_packets(segments, directory, tb),
-            _copied_packets(container, plans, end_time),
-            key=lambda item: item[0],
-        )
-        for _t, kind, packet, stamp in merged:
-            if kind == 0:
-                writer.write_video_packet(packet, stamp[0], stamp[1], stamp[2])
-            else:
-                writer.write_packet(packet)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+        try:
+            merged = heapq.merge(
+                _segment_packets(segments, directory, tb),
+                _copied_packets(source, plans, end_time),
+                key=lambda item: item[0],
+            )
+            for _t, kind, packet, stamp in merged:
+                if kind == 0:
+                    writer.write_video_packet(packet, stamp[0], stamp[1], stamp[2])
+                else:
+                    writer.write_packet(packet)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
     expected = sum(len(_stamps(s, directory)) for s in segments)
     if writer.frames_written != expected:
         raise VsrError(
@@ -579,7 +607,6 @@ def _copied_packets(
     streams = [s for s in container.streams if s.index in indices]
     if not streams:
         return
-    container.seek(0)
     last = 0.0
     try:
         for packet in container.demux(*streams):

@@ -67,7 +67,7 @@ import av
 import platformdirs
 
 from vsr.config import PRECISIONS, EncodeOptions, ModelOptions, Precision
-from vsr.errors import ConfigError, UsageError
+from vsr.errors import ConfigError, UnknownModelError, UsageError
 from vsr.media.filters import (
     DEINTERLACE_CHOICES,
     DEINTERLACE_MODES,
@@ -621,12 +621,11 @@ def _model_name(check: _Checker, model: Mapping[str, Any], preset_file: Path | N
     names = _model_names()
     if value.lower() in names:
         return value.lower()
-    raise check.fail(
-        f"unknown model.name {value!r}",
-        hint=_did_you_mean(
-            value, names, fallback=f"models: {', '.join(names)}, or a checkpoint path"
-        ),
-    )
+    hint = _did_you_mean(value, names, fallback=f"models: {', '.join(names)}, or a checkpoint path")
+    if check.origin == COMMAND_LINE:
+        # --model NAME is a model error, like the same name reaching the registry.
+        raise UnknownModelError(f"unknown model {value!r}", hint=hint)
+    raise check.fail(f"unknown model.name {value!r}", hint=hint)
 
 
 def _tile(check: _Checker, model: Mapping[str, Any]) -> int | None:

@@ -199,11 +199,24 @@ class ResumeState:
         segment.repeated = repeated
         self.save()
 
-    def finish(self, output: Path) -> None:
-        self.manifest.complete = True
-        self.manifest.output = file_identity(output)
-        self.save()
+    def finish(self, output: Path, *, keep_manifest: bool = False) -> None:
+        """Segments go; the manifest stays only as a record for batch jobs ("finished")."""
         shutil.rmtree(self.directory, ignore_errors=True)
+        if keep_manifest:
+            self.manifest.complete = True
+            self.manifest.output = file_identity(output)
+            self.save()
+        else:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+    def abandon(self) -> None:
+        """After a failure: keep finished segments for a resume; with none, leave nothing."""
+        if any(s.done for s in self.manifest.segments):
+            return
+        shutil.rmtree(self.directory, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -25,6 +25,7 @@ from vsr.media.probe import MediaInfo, VideoInfo, bit_depth_of, has_alpha
 from vsr.media.remux import StreamPlan
 
 _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1"}
+_RATE_KEYS = {"crf", "qp", "b", "cq", "global_quality", "lossless", "qscale", "q"}
 _PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
 _ALPHA_CODEC_FOR = {"mov": "prores_ks", "matroska": "ffv1", "webm": "libvpx-vp9", "nut": "ffv1"}
 _DEFAULT_CODEC_FOR = {"webm": "libvpx-vp9"}
@@ -146,8 +147,15 @@ def choose_video_encoding(info: VideoInfo, options: EncodeOptions, fmt: str) -> 
         notices.append(f"the alpha channel is dropped (--pix-fmt {pix_fmt} has none)")
 
     opts: dict[str, str] = {}
+    user_keys = {key for key, _ in options.options}
+    user_params = " ".join(v for k, v in options.options if k.endswith(("-params", "opts")))
+    # A rate control the user chose (qp, bitrate, lossless ...) must not be overridden by the
+    # default crf, which x264 and x265 would prefer.
+    user_rate = bool(user_keys & _RATE_KEYS) or any(
+        f"{k}=" in user_params for k in ("crf", "qp", "bitrate", "lossless")
+    )
     if codec.name in _CRF_CODECS:
-        default_crf = 18 if codec.name in ("libx264", "libx265") else None
+        default_crf = 18 if codec.name in ("libx264", "libx265") and not user_rate else None
         crf = options.crf if options.crf is not None else default_crf
         if crf is not None:
             opts["crf"] = _num(crf)

@@ -184,9 +184,12 @@ def pick_video_stream(container: av.container.InputContainer, path: Path) -> av.
     for s in candidates:
         if s.disposition & av.stream.Disposition.default:
             return s
-    return max(
-        candidates, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0)
-    )
+
+    def area(s: Any) -> int:
+        cc = s.codec_context
+        return (cc.width or 0) * (cc.height or 0) if cc is not None else 0
+
+    return max(candidates, key=area)
 
 
 def _disposition_names(stream: av.stream.Stream) -> list[str]:
