@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filter_args(be)
     _add_encode_args(be)
 
+    from vsr.batch import add_batch_parser
+    from vsr.preview import add_preview_parser
+
+    add_batch_parser(sub)
+    add_preview_parser(sub)
+
     ps = sub.add_parser("presets", help="list and show presets")
     psub = ps.add_subparsers(dest="presets_command", metavar="ACTION", parser_class=_Parser)
     psub.required = True
@@ -365,6 +371,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from vsr.batch import cmd_batch as run_batch_command
+
+    return run_batch_command(args)
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from vsr.preview import cmd_preview as run_preview_command
+
+    return run_preview_command(args)
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from vsr import presets
 
@@ -419,6 +437,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "models": cmd_models,
     "sample": cmd_sample,
     "presets": cmd_presets,
+    "batch": cmd_batch,
+    "preview": cmd_preview,
 }
 
 

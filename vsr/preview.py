@@ -1,0 +1,617 @@
+"""`vsr preview`: judge settings on one frame and a few seconds before committing hours.
+
+Two outputs, both written under a temporary name and renamed when complete:
+
+* a before/after PNG of the frame shown at ``--at``: a split view, the left half the input
+  scaled by bicubic to the output size, the right half the model's output, with a divider and
+  labels. The frame is found by seeking to the keyframe before ``--at`` and decoding forward,
+  so it is the exact frame a player shows at that time;
+* a short clip made by the real pipeline (audio, timestamps, colour and encoder exactly as
+  ``vsr upscale`` would make them) from a stream-copied cut of the input. The cut starts at the
+  keyframe at or before ``--at``, because a stream copy can only start on one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+from vsr.config import UpscaleOptions
+from vsr.errors import (
+    CorruptInputError,
+    EmptyInputError,
+    EncoderError,
+    UsageError,
+    VsrError,
+)
+from vsr.media.probe import IMAGE_SUFFIXES, MediaInfo, open_input, probe
+from vsr.presets import Preset
+
+NotifyFn = Callable[[str], None]
+DEFAULT_SECONDS = 3.0
+_TIME_RE = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)$")
+
+
+def parse_time(text: str | float) -> float:
+    """``--at``: seconds (``90``, ``90.5``) or ``[HH:]MM:SS(.ms)`` -> seconds."""
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        match = _TIME_RE.match(text.strip())
+        if match is None:
+            raise UsageError(f"expected a time like 00:01:30, 1:30.5 or 90, got {text!r}")
+        a, b, c = match.groups()
+        parts = [float(p) for p in (a, b) if p is not None]
+        value = float(c)
+        if len(parts) == 2:
+            value += parts[0] * 3600 + parts[1] * 60
+        elif len(parts) == 1:
+            value += parts[0] * 60
+        if parts and float(c) >= 60:
+            raise UsageError(f"expected seconds below 60 in {text!r}")
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"expected a time of 0 or more, got {text!r}")
+    return value
+
+
+def format_time(seconds: float) -> str:
+    h, rest = divmod(max(0.0, seconds), 3600)
+    m, s = divmod(rest, 60)
+    return f"{int(h):02d}:{int(m):02d}:{s:06.3f}"
+
+
+# --------------------------------------------------------------------------- exact frames
+
+
+@dataclass
+class GrabbedFrame:
+    """A decoded frame and where it sits."""
+
+    frame: av.VideoFrame
+    time: float  # presentation time in seconds, on the stream's own timeline
+    keyframe_time: float  # the keyframe decoding started from
+    # Frames decoded from that keyframe up to this one, for filters that need context.
+    history: list[av.VideoFrame] = field(default_factory=list)
+
+
+def _frame_time(frame: av.VideoFrame, time_base: Fraction) -> Fraction | None:
+    if frame.pts is None:
+        return None
+    return Fraction(frame.pts) * time_base
+
+
+def _decode_from(
+    container: av.container.InputContainer, stream: Any, path: Path
+) -> Iterator[av.VideoFrame]:
+    """Decode forward from the demuxer's position, skipping empty packets (Theora in Ogg)."""
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            try:
+                frames = stream.decode(packet)
+            except av.error.InvalidDataError:
+                # Reference frames from before the seek point are missing right after a
+                # seek on some streams; the keyframe that follows decodes.
+                continue
+            yield from frames
+        yield from stream.decode(None)
+    except av.error.FFmpegError as exc:
+        raise CorruptInputError(f"cannot be decoded ({exc})", path=path) from exc
+
+
+def grab_frame(
+    path: str | Path, at: float, *, info: MediaInfo | None = None, keep_history: bool = False
+) -> GrabbedFrame:
+    """The frame a player shows ``at`` seconds after the start of the video stream.
+
+    Seeks to the keyframe at or before that time, then decodes forward to the last frame whose
+    presentation time is not after it. Raises UsageError when ``at`` is past the end.
+    """
+    path = Path(path)
+    info = info or probe(path)
+    video = info.video
+    start = video.start_time or 0.0
+    duration = video.duration if video.duration is not None else info.duration
+    if duration is not None and at >= duration:
+        raise UsageError(
+            f"--at {format_time(at)} is past the end of {path.name} "
+            f"(it lasts {format_time(duration)})",
+            hint=f"pick a time below {format_time(duration)}",
+        )
+    target = Fraction(start) + Fraction(at).limit_denominator(1_000_000)
+    container = open_input(path)
+    try:
+        stream: Any = container.streams[video.index]
+        stream.thread_type = "AUTO"
+        tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 1000)
+        seek_ok = False
+        if at > 0:
+            with contextlib.suppress(av.error.FFmpegError):
+                container.seek(math.floor(target / tb), stream=stream, backward=True)
+                seek_ok = True
+        found = _scan(container, stream, tb, target, path, keep_history)
+        if found is None or (seek_ok and found.time > float(target)):
+            # The seek landed after the target (no index, or a keyframe timestamp that the
+            # demuxer rounds); decode from the start instead.
+            container.close()
+            container = open_input(path)
+            stream = container.streams[video.index]
+            stream.thread_type = "AUTO"
+            found = _scan(container, stream, tb, target, path, keep_history)
+        if found is None:
+            raise EmptyInputError("has no decodable video frame", path=path)
+        return found
+    finally:
+        container.close()
+
+
+def _scan(
+    container: av.container.InputContainer,
+    stream: Any,
+    tb: Fraction,
+    target: Fraction,
+    path: Path,
+    keep_history: bool,
+) -> GrabbedFrame | None:
+    best: av.VideoFrame | None = None
+    first_time: Fraction | None = None
+    history: list[av.VideoFrame] = []
+    for frame in _decode_from(container, stream, path):
+        t = _frame_time(frame, tb)
+        if t is None:
+            continue
+        if first_time is None:
+            first_time = t
+        if t > target:
+            if best is None:
+                best = frame  # the stream starts after the asked time: its first frame
+            break
+        best = frame
+        if keep_history:
+            history.append(frame)
+    if best is None or first_time is None:
+        return None
+    t_best = _frame_time(best, tb) or Fraction(0)
+    return GrabbedFrame(best, float(t_best), float(first_time), history if keep_history else [])
+
+
+def frame_rgb(frame: av.VideoFrame, info: MediaInfo, *, deep: bool = False) -> np.ndarray:
+    """A decoded frame as full-range RGB (uint8, or uint16 with ``deep``) with the source's
+    own matrix and range."""
+    from vsr.media.color import to_rgb
+
+    fmt = "rgb48le" if deep else "rgb24"
+    return np.asarray(to_rgb(frame, info.video.color, fmt, frame.width, frame.height).to_ndarray())
+
+
+# --------------------------------------------------------------------------- the still
+
+
+def bicubic_resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The comparison baseline: the same bicubic vsr's bicubic model uses (OpenCV's kernel
+    when enlarging, antialiased when shrinking)."""
+    from vsr.models.processors import resize
+    from vsr.pipeline import from_tensor, to_tensor
+
+    out = resize(to_tensor(rgb).unsqueeze(0), width, height).clamp_(0, 1)[0]
+    return from_tensor(out, rgb.dtype == np.uint16)
+
+
+def split_view(
+    before: np.ndarray, after: np.ndarray, *, left_label: str, right_label: str
+) -> np.ndarray:
+    """Left half of `before`, right half of `after` (same size, uint8 RGB), a divider, labels."""
+    if before.shape != after.shape:
+        raise ValueError(f"expected images of one size, got {before.shape} and {after.shape}")
+    height, width = after.shape[:2]
+    half = width // 2
+    canvas = after.copy()
+    canvas[:, :half] = before[:, :half]
+    # A two-pixel divider: white with a dark edge so it shows on light and dark pictures.
+    if width >= 8:
+        canvas[:, half - 1 : half + 1] = 255
+        canvas[:, half - 2] = 0
+        canvas[:, half + 1] = 0
+    scale = max(0.35, min(1.2, height / 900))
+    thickness = 1 if scale < 0.8 else 2
+    for text, right in ((left_label, False), (right_label, True)):
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        pad = max(3, int(6 * scale))
+        if tw + 2 * pad > half - 4 or th + base + 2 * pad > height // 3:
+            continue  # too small a picture for a readable label: leave it clean
+        x0 = width - tw - 2 * pad - 4 if right else 4
+        y0 = 4
+        box = canvas[y0 : y0 + th + base + 2 * pad, x0 : x0 + tw + 2 * pad]
+        box[:] = (box.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darkened, still see-through
+        cv2.putText(
+            canvas,
+            text,
+            (x0 + pad, y0 + pad + th),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thickness,
+            cv2.LINE_AA,
+        )
+    return canvas
+
+
+def write_png(image: np.ndarray, output: Path) -> None:
+    """Write an RGB image atomically (temp name beside the target, then rename)."""
+    from vsr.pipeline import atomic_output
+
+    with atomic_output(output) as tmp:
+        # The temporary name keeps the .png suffix, which tells OpenCV the format.
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(image[..., ::-1])):
+            raise EncoderError("OpenCV could not write the PNG", path=output)
+
+
+@dataclass
+class StillResult:
+    path: Path
+    at: float  # the asked time
+    frame_time: float  # the time of the frame shown (stream timeline, from its start)
+    width: int
+    height: int
+    model: str
+    notices: list[str] = field(default_factory=list)
+
+
+def render_still(
+    input_path: str | Path,
+    output: str | Path,
+    options: UpscaleOptions,
+    preset: Preset,
+    *,
+    at: float,
+    info: MediaInfo | None = None,
+    notify: NotifyFn | None = None,
+) -> StillResult:
+    """The before/after PNG of the frame at ``at`` seconds (see the module docstring)."""
+    from vsr.models.base import FrameGeometry, output_size
+    from vsr.models.registry import create_processor
+    from vsr.pipeline import from_tensor, to_tensor
+
+    input_path, output = Path(input_path), Path(output)
+    notices: list[str] = []
+
+    def note(message: str) -> None:
+        notices.append(message)
+        if notify is not None:
+            notify(message)
+
+    is_image = input_path.suffix.lower() in IMAGE_SUFFIXES
+    if is_image:
+        from vsr.image import read_image
+
+        raw = read_image(input_path)
+        if raw.ndim == 2:
+            raw = cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR)
+        source = np.ascontiguousarray(raw[..., 2::-1])
+        model_in, frame_time, fps = source, 0.0, None
+    else:
+        info = info or probe(input_path)
+        spec = preset.filters
+        grabbed = grab_frame(input_path, at, info=info, keep_history=not spec.is_identity)
+        frame_time = grabbed.time - (info.video.start_time or 0.0)
+        deep = info.video.bit_depth > 8
+        source = frame_rgb(grabbed.frame, info, deep=deep)
+        model_in = source
+        fps = float(info.video.frame_rate) if info.video.frame_rate else None
+        if not spec.is_identity:
+            filtered = _filtered_frame(input_path, info, grabbed, spec)
+            model_in = frame_rgb(filtered, info, deep=deep)
+            if isinstance(spec.crop, tuple) or spec.crop == "auto":
+                box = _crop_box(input_path, spec)
+                if box is not None:
+                    w, h, x, y = box
+                    source = source[y : y + h, x : x + w]
+    import torch  # here: the CLI builds this command's parser on every start
+
+    processor = create_processor(options.model, notify=note)
+    h, w = model_in.shape[:2]
+    processor.init(FrameGeometry(w, h, fps))
+    with torch.inference_mode():
+        out = processor.process(to_tensor(model_in).unsqueeze(0))
+        if out.shape[0] == 0:
+            out = processor.flush()
+    out_w, out_h = output_size(w, h, processor.scale)
+    if preset.height is not None:
+        from vsr.media.filters import resize_to_height
+
+        out = resize_to_height(out, preset.height)
+        out_w, out_h = out.shape[-1], out.shape[-2]
+    if preset.temporal != "off":
+        note(f"the still is frame-wise; temporal = {preset.temporal} shows in the clip")
+    after = from_tensor(out[0], False)[:out_h, :out_w]
+    before = bicubic_resize(_to8(source), out_w, out_h)
+    image = split_view(before, after, left_label="bicubic", right_label=processor.descriptor.name)
+    write_png(image, output)
+    return StillResult(output, at, frame_time, out_w, out_h, processor.descriptor.name, notices)
+
+
+def _to8(rgb: np.ndarray) -> np.ndarray:
+    if rgb.dtype == np.uint16:
+        return np.round(rgb.astype(np.float32) / 257.0).astype(np.uint8)
+    return rgb
+
+
+def _crop_box(path: Path, spec: Any) -> tuple[int, int, int, int] | None:
+    from vsr.media.filters import resolve_spec
+
+    crop = resolve_spec(dataclasses.replace(spec, deinterlace="off"), path).crop
+    return crop if isinstance(crop, tuple) else None
+
+
+def _filtered_frame(path: Path, info: MediaInfo, grabbed: GrabbedFrame, spec: Any) -> av.VideoFrame:
+    """Run the restoration filters over the frames from the keyframe to the target, the way
+    the pipeline would, and return the filtered target frame."""
+    from vsr.media.filters import FilterChain, StreamGeometry, resolve_spec
+
+    concrete = resolve_spec(spec, path)
+    with av.open(str(path)) as container:
+        geometry = StreamGeometry.from_stream(container.streams[info.video.index])  # type: ignore[arg-type]
+    frames = grabbed.history or [grabbed.frame]
+    geometry = dataclasses.replace(
+        geometry, width=frames[0].width, height=frames[0].height, pix_fmt=frames[0].format.name
+    )
+    if frames[0].time_base is not None:
+        geometry = dataclasses.replace(geometry, time_base=Fraction(frames[0].time_base))
+    chain = FilterChain(concrete, geometry)
+    outputs: list[av.VideoFrame] = []
+    for frame in frames:
+        outputs.extend(chain.push(frame))
+    outputs.extend(chain.flush())
+    if not outputs:
+        raise VsrError("internal error: the restoration filters returned no frame")
+    target = grabbed.time
+    tb = chain.output.time_base
+    # The filtered frame at the target's time (field-rate output: its first field).
+    timed = [(abs(float(Fraction(f.pts or 0) * tb) - target), i) for i, f in enumerate(outputs)]
+    return outputs[min(timed)[1]]
+
+
+# --------------------------------------------------------------------------- the clip
+
+
+@dataclass(frozen=True)
+class Cut:
+    path: Path
+    start: float  # the keyframe the cut starts at, seconds from the stream's start
+    frames: int  # video frames from there to the end time
+
+
+def cut_copy(input_path: Path, info: MediaInfo, at: float, seconds: float, dest: Path) -> Cut:
+    """Stream-copy the video, audio and subtitles from the keyframe at or before ``at`` to
+    ``at + seconds`` into an MKV (which takes any codec), with timestamps starting at 0."""
+    video = info.video
+    origin = video.start_time or 0.0
+    src = open_input(input_path)
+    try:
+        vs: Any = src.streams[video.index]
+        tb_v = Fraction(vs.time_base)
+        start_abs = Fraction(origin) + Fraction(at).limit_denominator(1_000_000)
+        end_abs = start_abs + Fraction(seconds).limit_denominator(1_000_000)
+        keep = [vs] + [s for s in src.streams if s.type in ("audio", "subtitle")]
+        with av.open(str(dest), "w", format="matroska") as dst:
+            out_streams: dict[int, Any] = {}
+            for s in keep:
+                try:
+                    out_streams[s.index] = dst.add_stream_from_template(s)
+                except (ValueError, av.error.FFmpegError):
+                    if s is vs:
+                        raise
+            if at > 0:
+                with contextlib.suppress(av.error.FFmpegError):
+                    src.seek(math.floor(start_abs / tb_v), stream=vs, backward=True)
+            key_time: Fraction | None = None
+            frames = 0
+            # B-frames come out of order: video packets are copied a little past the end so
+            # that every frame before it is there; the pipeline's frame limit cuts the rest.
+            margin = Fraction(2)
+            packets = [p for p in keep if p.index in out_streams]
+            for packet in src.demux(*packets):
+                if packet.size == 0 or packet.pts is None:
+                    continue
+                tb = Fraction(packet.time_base)
+                t = Fraction(packet.pts) * tb
+                if packet.stream.index == vs.index:
+                    if key_time is None:
+                        if not packet.is_keyframe:
+                            continue
+                        key_time = t
+                    dts_t = Fraction(packet.dts) * tb if packet.dts is not None else t
+                    if dts_t >= end_abs + margin:
+                        break
+                    if key_time <= t < end_abs:
+                        frames += 1
+                elif key_time is None or t < key_time or t >= end_abs:
+                    continue
+                shift = round(key_time / tb)
+                packet.pts -= shift
+                if packet.dts is not None:
+                    packet.dts -= shift
+                packet.stream = out_streams[packet.stream.index]
+                dst.mux(packet)
+            if key_time is None or frames == 0:
+                raise EmptyInputError(
+                    f"has no video frames from {format_time(at)} on", path=input_path
+                )
+    finally:
+        src.close()
+    return Cut(dest, float(key_time - Fraction(origin)), frames)
+
+
+@dataclass
+class PreviewResult:
+    still: StillResult
+    clip: Path | None
+    clip_start: float | None  # where the clip starts, seconds into the input
+    clip_frames: int
+    seconds: float
+    notices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "png": str(self.still.path),
+            "at": self.still.at,
+            "frame_time": round(self.still.frame_time, 6),
+            "size": [self.still.width, self.still.height],
+            "model": self.still.model,
+            "clip": str(self.clip) if self.clip else None,
+            "clip_start": self.clip_start,
+            "clip_frames": self.clip_frames,
+            "seconds": round(self.seconds, 3),
+            "notices": self.notices,
+        }
+
+
+def preview(
+    input_path: str | Path,
+    png: str | Path,
+    options: UpscaleOptions,
+    preset: Preset,
+    *,
+    at: float = 0.0,
+    seconds: float = DEFAULT_SECONDS,
+    clip: str | Path | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    notify: NotifyFn | None = None,
+) -> PreviewResult:
+    """Write the before/after PNG and (unless ``clip`` is None) the clip; see the module."""
+    from vsr.api import run
+    from vsr.pipeline import check_paths
+
+    start = time.perf_counter()
+    input_path, png = Path(input_path), Path(png)
+    clip_path = Path(clip) if clip is not None else None
+    notices: list[str] = []
+
+    def note(message: str) -> None:
+        notices.append(message)
+        if notify is not None:
+            notify(message)
+
+    if png.suffix.lower() != ".png":
+        raise UsageError(f"expected a .png file for the still, got {png.name}")
+    if not (0 < seconds <= 600):
+        raise UsageError(f"expected --seconds above 0 and at most 600, got {seconds:g}")
+    # Every target is checked before anything is computed.
+    check_paths(input_path, png, options.overwrite)
+    is_image = input_path.suffix.lower() in IMAGE_SUFFIXES
+    if clip_path is not None:
+        if is_image:
+            note("the input is a still image: no clip")
+            clip_path = None
+        else:
+            check_paths(input_path, clip_path, options.overwrite)
+            from vsr.media.remux import container_format
+
+            container_format(clip_path)
+            if clip_path.resolve() == png.resolve():
+                raise UsageError("the clip and the PNG must be different files")
+    info = None if is_image else probe(input_path)
+    still = render_still(input_path, png, options, preset, at=at, info=info, notify=note)
+    clip_start: float | None = None
+    clip_frames = 0
+    if clip_path is not None and info is not None:
+        with tempfile.TemporaryDirectory(prefix="vsr-preview-") as tmp:
+            cut = cut_copy(input_path, info, at, seconds, Path(tmp) / "cut.mkv")
+            if cut.start < at - 1e-6:
+                note(
+                    f"the clip starts at {format_time(cut.start)}, the keyframe before "
+                    f"--at {format_time(at)} ({at - cut.start:.2f} s earlier)"
+                )
+            clip_options = dataclasses.replace(options, max_frames=cut.frames)
+            result = run(cut.path, clip_path, clip_options, progress=progress, notify=note)
+            clip_start, clip_frames = cut.start, result.frames
+    return PreviewResult(
+        still, clip_path, clip_start, clip_frames, time.perf_counter() - start, notices
+    )
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def add_preview_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from vsr.batch import add_job_args
+
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "preview",
+        help="a before/after PNG and a short clip, to judge settings",
+        description="Write a split-view PNG (bicubic | model) of the frame at --at and a "
+        "short clip made by the real pipeline, to judge a preset before a long run.",
+    )
+    p.add_argument("input")
+    p.add_argument("--at", default="0", help="time of the frame: 00:01:30, 1:30.5 or 90")
+    p.add_argument("-o", "--output", help="the PNG (default: INPUT-compare.png here)")
+    p.add_argument(
+        "--seconds", type=float, default=DEFAULT_SECONDS, help="clip length (default: 3)"
+    )
+    p.add_argument("--clip", help="the clip's path (default: the PNG's name with .mp4)")
+    p.add_argument("--no-clip", action="store_true", help="only the PNG")
+    p.add_argument("--overwrite", "-y", action="store_true", help="replace existing outputs")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress or notices")
+    add_job_args(p)
+    return p
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from vsr.batch import model_extra_from_args, preset_from_args, resolve_job_options
+    from vsr.cli import _notifier, _Progress
+
+    at = parse_time(args.at)
+    if args.no_clip and args.clip:
+        raise UsageError("expected --clip PATH or --no-clip, not both")
+    png = Path(args.output) if args.output else Path(f"{Path(args.input).stem}-compare.png")
+    clip = None if args.no_clip else (Path(args.clip) if args.clip else png.with_suffix(".mp4"))
+    name, overrides = preset_from_args(args)
+    preset, options = resolve_job_options(
+        name,
+        overrides,
+        model_extra=model_extra_from_args(args),
+        temporal_strength=args.temporal_strength,
+        overwrite=args.overwrite,
+    )
+    show = not args.quiet
+    bar = _Progress(show, f"preview {os.path.basename(args.input)}")
+    try:
+        result = preview(
+            args.input,
+            png,
+            options,
+            preset,
+            at=at,
+            seconds=args.seconds,
+            clip=clip,
+            progress=bar,
+            notify=_notifier(show and not args.json),
+        )
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.still.path)
+        if result.clip is not None:
+            print(result.clip)
+    return 0
