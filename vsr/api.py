@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vsr.config import UpscaleOptions
+
+if TYPE_CHECKING:
+    from vsr.presets import Preset
 from vsr.errors import ConfigError, InputNotFoundError, UsageError
 from vsr.media.probe import MediaInfo
 from vsr.media.probe import probe as _probe
@@ -53,10 +56,15 @@ def parse_tile(tile: int | str | None) -> int | None:
 
 
 def split_preset(preset: str | None, encoder_preset: str | None) -> tuple[str | None, str | None]:
-    """`--preset medium` is the encoder's speed unless a vsr preset is called that."""
-    if preset is None or preset not in ENCODER_SPEEDS:
+    """`--preset medium` is the encoder's speed unless a vsr preset is called that.
+
+    ffmpeg users know `-preset` as x264's speed; vsr presets are whole jobs. Only the ten x264
+    speed names are ambiguous, and a vsr preset of that name wins.
+    """
+    from vsr.presets import X26X_PRESETS, find_preset
+
+    if preset is None or preset not in X26X_PRESETS:
         return preset, encoder_preset
-    from vsr.presets import find_preset
 
     try:
         find_preset(preset)
@@ -65,10 +73,33 @@ def split_preset(preset: str | None, encoder_preset: str | None) -> tuple[str | 
     return preset, encoder_preset
 
 
-def build_options(
+def resolve_preset(
+    preset: str | Path | Preset | None = None, overrides: Mapping[str, Any] | None = None
+) -> Preset:
+    """A preset (name, path or object; None: the defaults) with `overrides` on top.
+
+    `overrides` are preset keys (vsr.presets.OVERRIDE_KEYS); None means "not given". Every
+    value goes through the preset checker, so a typo fails the same way from Python, the
+    command line and a job file.
+    """
+    from vsr.presets import Preset, load_preset, merge
+
+    if preset is None:
+        base = Preset(name="defaults")
+    elif isinstance(preset, Preset):
+        base = preset
+    else:
+        base = load_preset(preset)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "tile" in given:
+        tile = parse_tile(given["tile"])
+        given["tile"] = "off" if tile is None else tile
+    return merge(base, given) if given else base
+
+
+def options_from_preset(
+    resolved: Preset,
     *,
-    preset: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
     tile_overlap: int = 16,
     device: str = "auto",
     batch: int = 1,
@@ -81,15 +112,7 @@ def build_options(
     segment_seconds: float = 30.0,
     keep_manifest: bool = False,
 ) -> UpscaleOptions:
-    """A preset (or the defaults) with `overrides` (preset keys; None = not given) on top."""
-    from vsr.presets import Preset, load_preset, merge
-
-    base = load_preset(preset) if preset is not None else Preset(name="defaults")
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if "tile" in given:
-        tile = parse_tile(given["tile"])
-        given["tile"] = "off" if tile is None else tile
-    resolved = merge(base, given) if given else base
+    """The pipeline's options: the preset's job plus what presets don't hold."""
     return UpscaleOptions(
         model=resolved.model_options(
             tile_overlap=tile_overlap,
@@ -110,6 +133,16 @@ def build_options(
         segment_seconds=segment_seconds,
         keep_manifest=keep_manifest,
     )
+
+
+def build_options(
+    *,
+    preset: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    **extras: Any,
+) -> UpscaleOptions:
+    """resolve_preset + options_from_preset: what the CLI and `upscale()` use."""
+    return options_from_preset(resolve_preset(preset, overrides), **extras)
 
 
 def upscale(

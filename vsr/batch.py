@@ -34,7 +34,7 @@ from vsr.config import UpscaleOptions
 from vsr.errors import ConfigError, InputNotFoundError, Interrupted, UsageError, VsrError
 from vsr.media.probe import IMAGE_SUFFIXES
 from vsr.media.remux import CONTAINERS
-from vsr.presets import Preset, load_preset, merge
+from vsr.presets import Preset
 
 if TYPE_CHECKING:
     # Only for annotations: importing the pipeline brings torch, and the CLI builds this
@@ -172,11 +172,6 @@ class BatchJob:
         }
 
 
-def _default_preset() -> Preset:
-    # Without --preset a batch runs what `vsr upscale` runs by default.
-    return Preset(name="default", description="vsr's defaults")
-
-
 def resolve_job_options(
     preset: str | Path | Preset | None,
     overrides: Mapping[str, object] | None = None,
@@ -196,33 +191,19 @@ def resolve_job_options(
     record that lets a later batch skip it. Raises ConfigError for an unknown preset, key or
     value, with a did-you-mean.
     """
-    if preset is None:
-        base = _default_preset()
-    elif isinstance(preset, Preset):
-        base = preset
-    else:
-        base = load_preset(preset)
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    tile = given.get("tile")
-    if isinstance(tile, str) and tile.strip().isdigit():
-        given["tile"] = int(tile)
-    merged = merge(base, given) if given else base
+    from vsr.api import options_from_preset, resolve_preset
+
+    resolved = resolve_preset(preset, overrides)
     extra = {k: v for k, v in (model_extra or {}).items() if v is not None}
-    timing: dict[str, Any] = {}
     if segment_seconds is not None:
-        timing["segment_seconds"] = segment_seconds
-    return merged, UpscaleOptions(
-        model=merged.model_options(**extra),
-        encode=merged.encode_options(),
-        filters=merged.filter_spec(),
-        height=merged.height,
-        temporal=merged.temporal,
+        extra["segment_seconds"] = segment_seconds
+    return resolved, options_from_preset(
+        resolved,
         temporal_strength=temporal_strength,
-        max_seconds=merged.duration,
         overwrite=overwrite,
         skip_corrupt=skip_corrupt,
         keep_manifest=keep_manifest,
-        **timing,
+        **extra,
     )
 
 
