@@ -231,8 +231,21 @@ def run(
     check_paths(Path(input), Path(output), options.overwrite)
     if not Path(input).exists():
         raise InputNotFoundError("no such file", path=input)
-    processor = create_processor(options.model, notify=notify)
-    return upscale_file(input, output, options, processor, progress=progress, notify=notify)
+    early: list[str] = []
+
+    def note(message: str) -> None:
+        early.append(message)
+        if notify is not None:
+            notify(message)
+
+    processor = create_processor(options.model, notify=note)
+    result = upscale_file(input, output, options, processor, progress=progress, notify=notify)
+    # Notices from loading the model (resize to a non-native scale, forced tiling ...) and
+    # from the processor while it ran (an out-of-memory back-off) belong in the summary too.
+    later = [n for n in getattr(processor, "notices", []) if n not in early]
+    result.notices[:0] = early
+    result.notices.extend(n for n in later if n not in result.notices)
+    return result
 
 
 def probe(path: str | Path) -> MediaInfo:
