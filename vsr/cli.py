@@ -141,6 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(sub)
     add_preview_parser(sub)
 
+    ev = sub.add_parser(
+        "eval",
+        help="measure an upscaled clip against its HR reference, or make the LR clip",
+        description="vsr eval --reference HR.mp4 --test OUT.mp4 --scale N   (PSNR-Y, SSIM-Y, "
+        "flicker)\nvsr eval --degrade HR.mp4 -o LR.mp4 --scale N   (make the LR input)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("--reference", help="the high-resolution original")
+    ev.add_argument("--test", help="the upscaled clip to measure")
+    ev.add_argument("--degrade", metavar="HR", help="make an LR clip from this HR clip")
+    ev.add_argument("-o", "--output", help="where --degrade writes the LR clip")
+    ev.add_argument("--scale", type=int, required=True)
+    ev.add_argument("--frames", type=int, help="only the first N frames")
+    ev.add_argument("--seed", type=int, default=0, help="--degrade: random seed")
+    ev.add_argument("--no-temporal", action="store_true", help="skip the flicker measurement")
+    ev.add_argument("--overwrite", "-y", action="store_true")
+    ev.add_argument("--json", action="store_true")
+
     ps = sub.add_parser("presets", help="list and show presets")
     psub = ps.add_subparsers(dest="presets_command", metavar="ACTION", parser_class=_Parser)
     psub.required = True
@@ -383,6 +401,50 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return run_preview_command(args)
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.degrade:
+        if args.reference or args.test or not args.output:
+            raise UsageError("expected 'vsr eval --degrade HR -o LR.mp4 --scale N'")
+        from vsr.degrade import degrade_file
+
+        made = degrade_file(
+            args.degrade,
+            args.output,
+            scale=args.scale,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            max_frames=args.frames,
+        )
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "output": str(made.output),
+                        "frames": made.frames,
+                        "width": made.width,
+                        "height": made.height,
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            print(f"{made.output}: {made.frames} frames, {made.width}x{made.height}")
+        return 0
+    if not (args.reference and args.test):
+        raise UsageError("expected --reference HR and --test OUT (or --degrade HR -o LR)")
+    from vsr.metrics import evaluate
+
+    report = evaluate(
+        args.reference,
+        args.test,
+        scale=args.scale,
+        temporal=not args.no_temporal,
+        max_frames=args.frames,
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from vsr import presets
 
@@ -437,6 +499,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "models": cmd_models,
     "sample": cmd_sample,
     "presets": cmd_presets,
+    "eval": cmd_eval,
     "batch": cmd_batch,
     "preview": cmd_preview,
 }

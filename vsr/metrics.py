@@ -1,0 +1,438 @@
+"""Quality metrics for `vsr eval`: PSNR-Y, SSIM-Y, temporal flicker and tOF.
+
+PSNR and SSIM follow BasicSR (and so most SR papers): RGB -> BT.601 Y on the 0-255 scale
+(16-235, not rounded), a border of ``scale`` pixels cropped on every side, SSIM with an 11x11
+Gaussian window (sigma 1.5) over the valid region; per frame, then the mean over frames.
+
+Temporal flicker is the warping error of Lai et al. ("Learning Blind Video Temporal
+Consistency", ECCV 2018) on Y: the mean absolute difference between output frame t and output
+frame t-1 warped onto it, over pixels where the flow is reliable. The flow and the mask come
+from the *reference*, so every test clip is judged against the same motion, and the reference's
+own figure (what a perfectly consistent result would score, given real lighting changes and
+flow error) is reported beside it. tOF (TecoGAN) is the mean end-point difference between the
+flow of the test clip and the flow of the reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vsr.errors import (
+    CorruptInputError,
+    EmptyInputError,
+    InputNotFoundError,
+    NotMediaError,
+    NoVideoStreamError,
+    UsageError,
+)
+from vsr.media.color import ColorInfo, resolve_color, to_rgb
+from vsr.temporal.flow import FlowEstimator, make_flow
+from vsr.temporal.warp import occlusion_mask, warp
+
+# BasicSR's rgb2ycbcr(y_only=True): Y = 16 + 65.481 R + 128.553 G + 24.966 B for RGB in [0, 1].
+_Y_WEIGHTS = (65.481, 128.553, 24.966)
+_SSIM_C1 = (0.01 * 255.0) ** 2
+_SSIM_C2 = (0.03 * 255.0) ** 2
+
+
+# --- frame metrics -----------------------------------------------------------------------
+def to_float_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(N, 3, H, W) float64 RGB in [0, 1] from float [0, 1] tensors or uint8 arrays.
+
+    uint8 arrays may be (H, W, 3), (N, H, W, 3) or (N, 3, H, W); float tensors (3, H, W) or
+    (N, 3, H, W).
+    """
+    if isinstance(frames, np.ndarray):
+        if frames.dtype != np.uint8:
+            raise UsageError(f"expected uint8 image arrays, got {frames.dtype}")
+        t = torch.from_numpy(frames)
+        if t.dim() == 3:
+            t = t.unsqueeze(0)
+        if t.dim() == 4 and t.shape[-1] == 3 and t.shape[1] != 3:
+            t = t.permute(0, 3, 1, 2)
+        t = t.double() / 255.0
+    else:
+        t = frames.double()
+        if t.dim() == 3:
+            t = t.unsqueeze(0)
+    if t.dim() != 4 or t.shape[1] != 3:
+        raise UsageError(f"expected RGB frames (N, 3, H, W), got {tuple(frames.shape)}")
+    return t
+
+
+def rgb_to_y(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(N, 1, H, W) float64 BT.601 luma on the 0-255 scale (16-235), as BasicSR computes it."""
+    t = to_float_frames(frames)
+    r, g, b = t[:, 0:1], t[:, 1:2], t[:, 2:3]
+    return 16.0 + _Y_WEIGHTS[0] * r + _Y_WEIGHTS[1] * g + _Y_WEIGHTS[2] * b
+
+
+def _crop(y: torch.Tensor, border: int) -> torch.Tensor:
+    if border < 0:
+        raise UsageError(f"expected a crop border >= 0, got {border}")
+    if border == 0:
+        return y
+    if y.shape[2] <= 2 * border or y.shape[3] <= 2 * border:
+        raise UsageError(
+            f"expected frames larger than twice the crop border {border}, got "
+            f"{y.shape[3]}x{y.shape[2]}"
+        )
+    return y[:, :, border:-border, border:-border]
+
+
+def _pair(
+    reference: torch.Tensor | np.ndarray, test: torch.Tensor | np.ndarray, crop_border: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    ref_y, test_y = rgb_to_y(reference), rgb_to_y(test)
+    if ref_y.shape != test_y.shape:
+        raise UsageError(
+            "expected reference and test frames of the same count and size, got "
+            f"{tuple(ref_y.shape)} and {tuple(test_y.shape)}"
+        )
+    return _crop(ref_y, crop_border), _crop(test_y, crop_border)
+
+
+def psnr_y(
+    reference: torch.Tensor | np.ndarray, test: torch.Tensor | np.ndarray, *, crop_border: int = 0
+) -> list[float]:
+    """PSNR (dB) on Y per frame; ``inf`` for identical frames."""
+    ref_y, test_y = _pair(reference, test, crop_border)
+    mse = ((ref_y - test_y) ** 2).mean(dim=(1, 2, 3))
+    return [math.inf if m == 0 else 10.0 * math.log10(255.0**2 / m) for m in mse.tolist()]
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g
+
+
+def _ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM of (N, 1, H, W) float64 images on the 0-255 scale over the 'valid' region."""
+    g = _gaussian_window()
+    kx, ky = g.view(1, 1, 1, -1), g.view(1, 1, -1, 1)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(x, kx), ky)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + _SSIM_C1) * (2 * cov + _SSIM_C2)
+    den = (mu_a**2 + mu_b**2 + _SSIM_C1) * (var_a + var_b + _SSIM_C2)
+    return num / den
+
+
+def ssim_y(
+    reference: torch.Tensor | np.ndarray, test: torch.Tensor | np.ndarray, *, crop_border: int = 0
+) -> list[float]:
+    """SSIM on Y per frame (Wang et al. 2004, Gaussian 11x11 window, as BasicSR)."""
+    ref_y, test_y = _pair(reference, test, crop_border)
+    if ref_y.shape[2] < 11 or ref_y.shape[3] < 11:
+        raise UsageError(
+            "expected frames of at least 11x11 pixels after cropping for SSIM, got "
+            f"{ref_y.shape[3]}x{ref_y.shape[2]}"
+        )
+    return _ssim_map(ref_y, test_y).mean(dim=(1, 2, 3)).tolist()
+
+
+def warping_error(
+    previous: torch.Tensor,
+    current: torch.Tensor,
+    flow_to_previous: torch.Tensor,
+    reliable: torch.Tensor | None = None,
+) -> float:
+    """Mean |Y(current) - Y(warp(previous))| (0-255) over reliable pixels.
+
+    ``previous``/``current``: (1, 3, H, W) RGB in [0, 1]; ``flow_to_previous``: (1, 2, H, W)
+    flow current -> previous; ``reliable``: (1, 1, H, W) bool, None for all pixels.
+    """
+    warped = warp(previous.float(), flow_to_previous.float())
+    diff = (rgb_to_y(current) - rgb_to_y(warped)).abs()
+    if reliable is None:
+        return float(diff.mean())
+    count = int(reliable.sum())
+    if count == 0:
+        return math.nan
+    return float(diff[reliable].sum() / count)
+
+
+class FlickerMeter:
+    """Streams (reference, test) frame pairs; flicker of both and tOF, one frame of state."""
+
+    def __init__(
+        self, *, flow: FlowEstimator | None = None, tof: bool = True, min_reliable: float = 0.2
+    ) -> None:
+        self.flow = make_flow(flow)
+        self.tof = tof
+        self.min_reliable = min_reliable
+        self.skipped = 0  # frame pairs left out (scene cuts)
+        self._prev_ref: torch.Tensor | None = None
+        self._prev_test: torch.Tensor | None = None
+        self.test_errors: list[float] = []
+        self.reference_errors: list[float] = []
+        self.tof_values: list[float] = []
+
+    def update(self, reference: torch.Tensor, test: torch.Tensor) -> None:
+        """``reference``, ``test``: (1, 3, H, W) float RGB in [0, 1] of the same size."""
+        reference, test = reference.float(), test.float()
+        prev_ref, prev_test = self._prev_ref, self._prev_test
+        self._prev_ref, self._prev_test = reference, test
+        if prev_ref is None or prev_test is None:
+            return
+        to_prev = self.flow.estimate(reference, prev_ref)
+        to_cur = self.flow.estimate(prev_ref, reference)
+        reliable = ~occlusion_mask(to_prev, to_cur)
+        if float(reliable.float().mean()) < self.min_reliable:
+            # A scene cut (or motion the flow cannot follow): the few pixels that pass the check
+            # by chance would only add noise, there is no flicker to measure across a cut.
+            self.skipped += 1
+            return
+        ref_err = warping_error(prev_ref, reference, to_prev, reliable)
+        self.reference_errors.append(ref_err)
+        self.test_errors.append(warping_error(prev_test, test, to_prev, reliable))
+        if self.tof:
+            test_flow = self.flow.estimate(test, prev_test)
+            self.tof_values.append(float((test_flow - to_prev).norm(dim=1).mean()))
+
+    @property
+    def flicker(self) -> float:
+        return float(np.mean(self.test_errors)) if self.test_errors else math.nan
+
+    @property
+    def reference_flicker(self) -> float:
+        return float(np.mean(self.reference_errors)) if self.reference_errors else math.nan
+
+    @property
+    def tof_mean(self) -> float | None:
+        if not self.tof:
+            return None
+        return float(np.mean(self.tof_values)) if self.tof_values else math.nan
+
+
+def temporal_flicker(
+    reference: torch.Tensor, test: torch.Tensor, *, flow: FlowEstimator | None = None
+) -> tuple[float, float]:
+    """(flicker of test, flicker of reference) for in-memory clips (N, 3, H, W) in [0, 1]."""
+    if reference.shape != test.shape:
+        raise UsageError(
+            f"expected clips of the same shape, got {tuple(reference.shape)} and "
+            f"{tuple(test.shape)}"
+        )
+    meter = FlickerMeter(flow=flow, tof=False)
+    for i in range(reference.shape[0]):
+        meter.update(reference[i : i + 1], test[i : i + 1])
+    return meter.flicker, meter.reference_flicker
+
+
+# --- video reading -------------------------------------------------------------------------
+def frame_color(frame: av.VideoFrame) -> ColorInfo:
+    """The frame's colour tags, unspecified ones resolved the way the upscale pipeline does."""
+    return resolve_color(
+        matrix=int(frame.colorspace),
+        primaries=int(frame.color_primaries),
+        trc=int(frame.color_trc),
+        color_range=int(frame.color_range),
+        pix_fmt=frame.format.name,
+        height=frame.height,
+    )
+
+
+def _rgb(frame: av.VideoFrame, color: ColorInfo | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, decoded with the frame's own matrix and range (vsr.media.color),
+    so eval sees exactly the pixels the pipeline feeds its models."""
+    color = color or frame_color(frame)
+    return to_rgb(frame, color, "rgb24", frame.width, frame.height).to_ndarray()
+
+
+def iter_video_rgb(path: str | Path) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB frames of the first video stream, in presentation order."""
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFoundError("file not found", path=path)
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as exc:
+        raise NotMediaError(f"not a media file FFmpeg can read ({exc})", path=path) from exc
+    with container:
+        if not container.streams.video:
+            raise NoVideoStreamError("has no video stream", path=path)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = 0
+        color: ColorInfo | None = None
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 and packet.dts is not None:
+                    continue
+                for frame in packet.decode():
+                    if not isinstance(frame, av.VideoFrame):
+                        continue
+                    # The first frame's tags hold for the stream (as in the pipeline).
+                    color = color or frame_color(frame)
+                    yield _rgb(frame, color)
+                    index += 1
+        except av.FFmpegError as exc:
+            raise CorruptInputError(
+                f"cannot decode frame {index} ({exc})", path=path, frame=index
+            ) from exc
+        if index == 0:
+            raise EmptyInputError("has a video stream but no decodable frames", path=path)
+
+
+# --- eval -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalReport:
+    reference: str
+    test: str
+    scale: int
+    frames: int
+    width: int
+    height: int
+    psnr: float  # mean of per-frame PSNR-Y, dB (inf if every frame is identical)
+    ssim: float
+    flicker: float | None  # mean warping error of the test clip, Y levels (0-255)
+    reference_flicker: float | None
+    tof: float | None  # px; None when not measured
+    psnr_per_frame: list[float] = field(default_factory=list)
+    ssim_per_frame: list[float] = field(default_factory=list)
+    cropped_reference: bool = False  # reference cropped to the test size (mod-crop)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe: infinite PSNR (identical frames) and NaN become None."""
+
+        def clean(x: float | None) -> float | None:
+            return None if x is None or math.isinf(x) or math.isnan(x) else round(x, 6)
+
+        return {
+            "reference": self.reference,
+            "test": self.test,
+            "scale": self.scale,
+            "frames": self.frames,
+            "width": self.width,
+            "height": self.height,
+            "psnr_y": clean(self.psnr),
+            "ssim_y": clean(self.ssim),
+            "flicker": clean(self.flicker),
+            "reference_flicker": clean(self.reference_flicker),
+            "tof": clean(self.tof),
+            "identical_frames": sum(1 for p in self.psnr_per_frame if math.isinf(p)),
+            "cropped_reference": self.cropped_reference,
+            "per_frame": [
+                {"frame": i, "psnr_y": clean(p), "ssim_y": clean(s)}
+                for i, (p, s) in enumerate(
+                    zip(self.psnr_per_frame, self.ssim_per_frame, strict=True)
+                )
+            ],
+        }
+
+    def table(self) -> str:
+        """A short human-readable summary (the CLI prints it)."""
+
+        def fmt(x: float | None, spec: str) -> str:
+            if x is None or math.isnan(x):
+                return "n/a"
+            return "inf" if math.isinf(x) else format(x, spec)
+
+        rows = [
+            ("reference", self.reference),
+            ("test", self.test),
+            ("frames", f"{self.frames} ({self.width}x{self.height}, border {self.scale} cropped)"),
+            ("PSNR-Y", f"{fmt(self.psnr, '.3f')} dB"),
+            ("SSIM-Y", fmt(self.ssim, ".4f")),
+            (
+                "flicker",
+                f"{fmt(self.flicker, '.3f')} (reference {fmt(self.reference_flicker, '.3f')})",
+            ),
+        ]
+        if self.tof is not None:
+            rows.append(("tOF", f"{fmt(self.tof, '.4f')} px"))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def evaluate(
+    reference_path: str | Path,
+    test_path: str | Path,
+    *,
+    scale: int,
+    temporal: bool = True,
+    tof: bool = True,
+    flow: FlowEstimator | None = None,
+    max_frames: int | None = None,
+) -> EvalReport:
+    """Compare a test clip with its reference, frame by frame, streaming both files.
+
+    The test clip must have the reference's size, or the reference may be larger by less than
+    ``scale`` pixels (an HR clip whose size is not a multiple of the scale: it is cropped at the
+    right and bottom, BasicSR's mod-crop). Frame counts must match.
+    """
+    if scale < 1:
+        raise UsageError(f"expected --scale of at least 1, got {scale}")
+    meter = FlickerMeter(flow=flow, tof=tof) if temporal else None
+    psnrs: list[float] = []
+    ssims: list[float] = []
+    ref_iter, test_iter = iter_video_rgb(reference_path), iter_video_rgb(test_path)
+    size: tuple[int, int] | None = None
+    cropped = False
+    count = 0
+    while max_frames is None or count < max_frames:
+        ref = next(ref_iter, None)
+        test = next(test_iter, None)
+        if ref is None or test is None:
+            if ref is None and test is None:
+                break
+            ref_n = count + (1 + sum(1 for _ in ref_iter) if ref is not None else 0)
+            test_n = count + (1 + sum(1 for _ in test_iter) if test is not None else 0)
+            raise UsageError(
+                f"expected the same number of frames in both clips, got {ref_n} in "
+                f"{reference_path} and {test_n} in {test_path}",
+                hint="compare the output of exactly this input, without --frames or trimming",
+            )
+        th, tw = test.shape[:2]
+        rh, rw = ref.shape[:2]
+        if (rh, rw) != (th, tw):
+            if 0 <= rh - th < scale and 0 <= rw - tw < scale:
+                ref = ref[:th, :tw]
+                cropped = True
+            else:
+                raise UsageError(
+                    f"expected the test clip at the reference's size {rw}x{rh}, got {tw}x{th} "
+                    f"in {test_path}",
+                    hint=f"upscale the LR clip by {scale} (the LR clip must be the reference "
+                    f"downscaled by {scale})",
+                )
+        size = (tw, th)
+        psnrs.extend(psnr_y(ref, test, crop_border=scale))
+        ssims.extend(ssim_y(ref, test, crop_border=scale))
+        if meter is not None:
+            meter.update(to_float_frames(ref).float(), to_float_frames(test).float())
+        count += 1
+    if size is None:
+        raise EmptyInputError("has no frames to compare", path=reference_path)
+    return EvalReport(
+        reference=str(reference_path),
+        test=str(test_path),
+        scale=scale,
+        frames=count,
+        width=size[0],
+        height=size[1],
+        psnr=float(np.mean(psnrs)),
+        ssim=float(np.mean(ssims)),
+        flicker=meter.flicker if meter is not None else None,
+        reference_flicker=meter.reference_flicker if meter is not None else None,
+        tof=meter.tof_mean if meter is not None else None,
+        psnr_per_frame=psnrs,
+        ssim_per_frame=ssims,
+        cropped_reference=cropped,
+    )
