@@ -240,6 +240,9 @@ def test_degrade_file_keeps_timestamps_and_size(tmp_path: Path) -> None:
     with av.open(str(src)) as a, av.open(str(dst)) as b:
         src_times = [float(f.time) for f in a.decode(video=0)]
         dst_frames = list(b.decode(video=0))
+        tags = b.streams.video[0].codec_context
+        # An RGB source becomes tagged BT.601 limited-range YUV at this size.
+        assert (tags.colorspace, tags.color_range) == (6, 1)
     assert [float(f.time) for f in dst_frames] == pytest.approx(src_times, abs=1e-4)
     lr = np.stack(list(iter_video_rgb(dst)))
     expected = degrade_frames(torch.from_numpy(hr).permute(0, 3, 1, 2).float() / 255, scale=2)

@@ -435,7 +435,7 @@ def test_int8_without_scales_is_refused() -> None:
     text, data = export_srvgg(_tiny_srvgg(), tag=ncnn.TAG_INT8)
     # Drop the int8_scale_term param: the scales the reader would need are then absent.
     stripped = text.replace(" 8=1", "")
-    with pytest.raises(WeightsError):
+    with pytest.raises(WeightsError, match="int8 weights without int8 scales"):
         _convert(stripped, data, "SRVGGNetCompact", SRVGG_CFG)
 
 

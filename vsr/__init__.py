@@ -1,8 +1,7 @@
 """vsr: video super-resolution that keeps everything but the resolution as it was.
 
-    import vsr
-    result = vsr.upscale("in.mkv", "out.mkv", model="realesrgan-x4plus", scale=2)
-    info = vsr.probe("in.mkv")
+The Python API mirrors the CLI: ``vsr.upscale("in.mkv", "out.mkv", model=..., scale=2)``
+upscales a file and ``vsr.probe(path)`` tells what vsr sees in one (see vsr.api).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from vsr.errors import (
     OutputExistsError,
     UsageError,
 )
-from vsr.media.color import CONVERT_FLAGS, ColorInfo, from_rgb
+from vsr.media.color import CONVERT_FLAGS, from_rgb, resolve_color
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,7 @@ def degrade_file(
     except av.FFmpegError as exc:
         raise NotMediaError(f"not a media file FFmpeg can read ({exc})", path=src) from exc
     # Local import: vsr.metrics imports vsr.temporal, which this module does not otherwise need.
-    from vsr.metrics import _rgb, frame_color
+    from vsr.metrics import frame_to_rgb
 
     tmp = dst.with_name(f".{dst.name}.partial{dst.suffix}")
     count = 0
@@ -314,7 +314,27 @@ def degrade_file(
             pix_fmt = "yuv420p" if out_w % 2 == 0 and out_h % 2 == 0 else "yuv444p"
             # The LR clip keeps the source's colour (matrix, range, primaries, transfer), tagged
             # explicitly: a player guessing from the smaller size could pick another matrix.
-            color: ColorInfo | None = None
+            cc = vin.codec_context
+            # Resolved before anything is muxed: the MP4 header (written with the first packet,
+            # often an audio one) carries the video's colour tags.
+            color = resolve_color(
+                matrix=int(cc.colorspace),
+                primaries=int(cc.color_primaries),
+                trc=int(cc.color_trc),
+                color_range=int(cc.color_range),
+                pix_fmt=cc.pix_fmt or "yuv420p",
+                height=cc.height,
+            )
+            if color.matrix == 0:
+                # An RGB source written as YUV: the matrix players assume for the LR size.
+                color = resolve_color(
+                    matrix=2,
+                    primaries=color.primaries,
+                    trc=color.trc,
+                    color_range=0,
+                    pix_fmt=pix_fmt,
+                    height=out_h,
+                )
             try:
                 out = av.open(str(tmp), "w")
             except av.FFmpegError as exc:
@@ -329,6 +349,10 @@ def degrade_file(
                 vout.time_base = time_base
                 vout.codec_context.time_base = time_base
                 vout.options = {"crf": str(crf), "preset": preset}
+                vout.codec_context.colorspace = color.matrix
+                vout.codec_context.color_range = color.range
+                vout.codec_context.color_primaries = color.primaries
+                vout.codec_context.color_trc = color.trc
                 aout = {s.index: out.add_stream_from_template(s) for s in audio_in}
                 last_pts: int | None = None
                 for packet in inp.demux(vin, *audio_in):
@@ -347,13 +371,8 @@ def degrade_file(
                             continue
                         if max_frames is not None and count >= max_frames:
                             break
-                        if color is None:
-                            color = frame_color(frame)
-                            vout.codec_context.colorspace = color.matrix
-                            vout.codec_context.color_range = color.range
-                            vout.codec_context.color_primaries = color.primaries
-                            vout.codec_context.color_trc = color.trc
-                        rgb = torch.from_numpy(_rgb(frame, color)).permute(2, 0, 1).unsqueeze(0)
+                        rgb = torch.from_numpy(frame_to_rgb(frame, color))
+                        rgb = rgb.permute(2, 0, 1).unsqueeze(0)
                         lr = degrade_frames(
                             rgb.float() / 255.0, scale=scale, rng=rng, degradation=spec
                         )

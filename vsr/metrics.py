@@ -248,7 +248,7 @@ def frame_color(frame: av.VideoFrame) -> ColorInfo:
     )
 
 
-def _rgb(frame: av.VideoFrame, color: ColorInfo | None = None) -> np.ndarray:
+def frame_to_rgb(frame: av.VideoFrame, color: ColorInfo | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB, decoded with the frame's own matrix and range (vsr.media.color),
     so eval sees exactly the pixels the pipeline feeds its models."""
     color = color or frame_color(frame)
@@ -280,7 +280,7 @@ def iter_video_rgb(path: str | Path) -> Iterator[np.ndarray]:
                         continue
                     # The first frame's tags hold for the stream (as in the pipeline).
                     color = color or frame_color(frame)
-                    yield _rgb(frame, color)
+                    yield frame_to_rgb(frame, color)
                     index += 1
         except av.FFmpegError as exc:
             raise CorruptInputError(

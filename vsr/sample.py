@@ -29,10 +29,24 @@ def _frame(i: int, width: int, height: int) -> np.ndarray:
     cx = int(width / 2 + width / 3 * math.sin(t * 1.1))
     cy = int(height / 2 + height / 4 * math.cos(t * 0.9))
     cv2.circle(img, (cx, cy), height // 8, (240, 220, 60), -1, lineType=cv2.LINE_AA)
-    cv2.rectangle(img, (20 + i * 2 % (width - 80), 20), (80 + i * 2 % (width - 80), 60),
-                  (20, 20, 20), 2, lineType=cv2.LINE_AA)
-    cv2.putText(img, f"vsr sample {i:03d}", (16, height - 20), cv2.FONT_HERSHEY_SIMPLEX,
-                height / 400, (255, 255, 255), 1 + height // 300, lineType=cv2.LINE_AA)
+    cv2.rectangle(
+        img,
+        (20 + i * 2 % (width - 80), 20),
+        (80 + i * 2 % (width - 80), 60),
+        (20, 20, 20),
+        2,
+        lineType=cv2.LINE_AA,
+    )
+    cv2.putText(
+        img,
+        f"vsr sample {i:03d}",
+        (16, height - 20),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        height / 400,
+        (255, 255, 255),
+        1 + height // 300,
+        lineType=cv2.LINE_AA,
+    )
     return img
 
 
@@ -62,10 +76,20 @@ def make_sample(
         end = int(frames / rate * 1000)
         out.set_chapters(
             [
-                {"id": 1, "start": 0, "end": end // 2, "time_base": Fraction(1, 1000),
-                 "metadata": {"title": "Opening"}},
-                {"id": 2, "start": end // 2, "end": end, "time_base": Fraction(1, 1000),
-                 "metadata": {"title": "Ending"}},
+                {
+                    "id": 1,
+                    "start": 0,
+                    "end": end // 2,
+                    "time_base": Fraction(1, 1000),
+                    "metadata": {"title": "Opening"},
+                },
+                {
+                    "id": 2,
+                    "start": end // 2,
+                    "end": end,
+                    "time_base": Fraction(1, 1000),
+                    "metadata": {"title": "Ending"},
+                },
             ]
         )
         out.metadata["title"] = "vsr sample clip"

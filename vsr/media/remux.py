@@ -111,7 +111,11 @@ def plan_streams(
         if kind == "data" and (fmt in ("matroska", "webm") or not accepts(fmt, codec)):
             plans.append(
                 StreamPlan(
-                    stream.index, kind, codec, "drop", "",
+                    stream.index,
+                    kind,
+                    codec,
+                    "drop",
+                    "",
                     f"{fmt} can't hold data stream #{stream.index} ({codec}): left out",
                 )
             )
