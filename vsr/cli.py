@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--scale", type=int, required=True)
     ev.add_argument("--frames", type=int, help="only the first N frames")
     ev.add_argument("--seed", type=int, default=0, help="--degrade: random seed")
+    ev.add_argument("--blur", type=float, default=0.0, help="--degrade: blur sigma (pixels)")
+    ev.add_argument("--noise", type=float, default=0.0, help="--degrade: noise sigma (0-255)")
+    ev.add_argument("--jpeg", type=int, help="--degrade: JPEG quality 1-100")
+    ev.add_argument("--crf", type=int, default=18, help="--degrade: H.264 CRF of the LR clip")
     ev.add_argument("--no-temporal", action="store_true", help="skip the flicker measurement")
     ev.add_argument("--overwrite", "-y", action="store_true")
     ev.add_argument("--json", action="store_true")
@@ -405,12 +409,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.degrade:
         if args.reference or args.test or not args.output:
             raise UsageError("expected 'vsr eval --degrade HR -o LR.mp4 --scale N'")
-        from vsr.degrade import degrade_file
+        from vsr.degrade import Degradation, DegradeRound, degrade_file
 
+        damage = DegradeRound(blur_sigma=args.blur, noise_sigma=args.noise, jpeg_quality=args.jpeg)
         made = degrade_file(
             args.degrade,
             args.output,
             scale=args.scale,
+            degradation=Degradation(first=damage),
+            crf=args.crf,
             seed=args.seed,
             overwrite=args.overwrite,
             max_frames=args.frames,
