@@ -12,9 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from tests.clips import packet_bytes, read_video, stream_indices
-from tests.test_filters import interlaced_luma, yuv_frame
+from clips import packet_bytes, read_video, stream_indices
+from test_filters import interlaced_luma, yuv_frame
 
 RATE = Fraction(25)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from clips import packet_bytes, plane_arrays, read_video, stream_indices, write_video
 
-from tests.clips import packet_bytes, plane_arrays, read_video, stream_indices, write_video
 from vsr import resume
 from vsr.api import build_options, run
 
