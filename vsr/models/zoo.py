@@ -12,6 +12,7 @@ the recorded value is converted again.
 from __future__ import annotations
 
 import difflib
+import fcntl
 import hashlib
 import importlib.metadata
 import importlib.resources
@@ -19,6 +20,7 @@ import json
 import math
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -496,6 +498,48 @@ def load_state_dict(
             return dict(st_load(cached))
         except Exception:  # a hash-valid file safetensors cannot parse: convert again
             pass
+    st_path, _ = cache_paths(entry)
+    # One converter at a time (threads and processes alike); whoever waited finds the cache
+    # the first one wrote instead of converting again.
+    with _cache_lock(st_path):
+        cached = _valid_cache(entry, expected)
+        if cached is not None:
+            with suppress(Exception):
+                return dict(st_load(cached))
+        return _convert_and_store(entry, expected, param_text, bin_data, on_convert, st_save)
+
+
+_THREAD_LOCK = threading.Lock()
+
+
+@contextmanager
+def _cache_lock(st_path: Path) -> Iterator[None]:
+    lock_path = st_path.with_name(f".{st_path.name}.lock")
+    try:
+        st_path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_path, "a+b")  # noqa: SIM115 - closed below, after the lock is released
+    except OSError as exc:
+        raise ModelError(
+            f"cannot write the model cache in {st_path.parent}: {exc.strerror}",
+            path=st_path,
+            hint="set VSR_CACHE_DIR to a writable folder",
+        ) from exc
+    with _THREAD_LOCK, fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _convert_and_store(
+    entry: ZooEntry,
+    expected: Mapping[str, Any],
+    param_text: str,
+    bin_data: bytes,
+    on_convert: Callable[[str], None] | None,
+    st_save: Callable[..., bytes],
+) -> dict[str, torch.Tensor]:
     if on_convert is not None:
         version = expected["source"]["version"] or "?"
         on_convert(f"converting {entry.name} from {entry.source_package} {version} (once) ...")
