@@ -346,7 +346,7 @@ def _upscale_video(
     try:
         plans = remux.plan_streams(container, video.index, fmt, encoding.codec)
         for plan in plans:
-            if plan.note and plan.action in ("transcode", "drop"):
+            if plan.note and plan.announce and plan.action in ("transcode", "drop"):
                 note(plan.note)
 
         def make_plan() -> list[resume.Segment]:

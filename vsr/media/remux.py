@@ -63,6 +63,9 @@ class StreamPlan:
     action: Action
     codec_out: str
     note: str = ""
+    # Worth telling the user as it happens (a transcode, a stream left out); the stream
+    # report in --json has every note either way.
+    announce: bool = True
 
 
 def container_format(output: Path) -> str:
@@ -105,7 +108,15 @@ def plan_streams(
             # MP4/MOV keep chapters as a text track; the chapters themselves are carried over
             # with set_chapters, so copying the track too would duplicate them.
             plans.append(
-                StreamPlan(stream.index, kind, codec, "drop", "", "chapter track: chapters kept")
+                StreamPlan(
+                    stream.index,
+                    kind,
+                    codec,
+                    "drop",
+                    "",
+                    "chapter track: chapters kept",
+                    announce=False,
+                )
             )
             continue
         if kind == "data" and (fmt in ("matroska", "webm") or not accepts(fmt, codec)):
