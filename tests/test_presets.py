@@ -82,8 +82,11 @@ def test_known_models_are_models_of_the_registry() -> None:
     # The fast-path list must not drift from what the registry can actually build.
     from vsr.models import zoo
 
+    from vsr.temporal.processor import list_temporal_models
+
     registry = {"bicubic"} | {e.name for e in zoo.list_models()}
     registry |= {e.family for e in zoo.list_models()}
+    registry |= {str(row["name"]) for row in list_temporal_models()}
     assert set(KNOWN_MODELS) <= registry
 
 

@@ -100,7 +100,7 @@ def _add_encode_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(wants_train: bool = False) -> argparse.ArgumentParser:
     parser = _Parser(prog="vsr", description="Video super-resolution, faithful to the source.")
     parser.add_argument("--version", action="version", version=f"vsr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_batch_parser(sub)
     add_preview_parser(sub)
+    if wants_train:
+        from vsr.train import add_train_parser
+
+        add_train_parser(sub)
+    else:
+        # Training brings torch along (a second of start-up); its full parser is only built
+        # when the command is `train`.
+        sub.add_parser("train", help="train or fine-tune the temporal model on your own clips")
 
     ev = sub.add_parser(
         "eval",
@@ -351,9 +359,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from vsr.models import zoo
+    from vsr.temporal.processor import list_temporal_models
 
+    temporal = {str(r["name"]): r for r in list_temporal_models()}
     if args.models_command == "list":
         rows = [zoo.model_info(e) for e in zoo.list_models()]
+        rows += [{**r, "cached": True} for r in temporal.values()]
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
@@ -376,8 +387,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("\nAny ESRGAN/Compact .pth or .safetensors file works too: --model path/to/file")
         return 0
     if args.models_command == "info":
-        entry = zoo.get_entry(args.name)
-        info = zoo.model_info(entry)
+        info = temporal.get(args.name) or zoo.model_info(zoo.get_entry(args.name))
         if args.json:
             print(json.dumps(info, indent=2))
         else:
@@ -452,6 +462,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from vsr.train import cmd_train as run_train_command
+
+    return run_train_command(args)
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from vsr import presets
 
@@ -507,6 +523,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sample": cmd_sample,
     "presets": cmd_presets,
     "eval": cmd_eval,
+    "train": cmd_train,
     "batch": cmd_batch,
     "preview": cmd_preview,
 }
@@ -516,7 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     debug = bool(os.environ.get("VSR_DEBUG"))
     try:
-        args = build_parser().parse_args(argv)
+        words = list(sys.argv[1:] if argv is None else argv)
+        args = build_parser(wants_train="train" in words[:1]).parse_args(words)
         return COMMANDS[args.command](args)
     except Interrupted as exc:
         print(exc.message, file=sys.stderr)

@@ -75,7 +75,7 @@ class UpscaleResult:
             "input": str(self.input),
             "output": str(self.output),
             "frames": self.frames,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 6),
             "fps": round(self.fps, 3),
             "model": self.model,
             "settings": self.settings,

@@ -90,6 +90,8 @@ KNOWN_MODELS: tuple[str, ...] = (
     "realesr-animevideov3-x4",
     "realesrgan-x4plus",
     "realesrgan-x4plus-anime",
+    "vsr-temporal-x2",
+    "vsr-temporal-x4",
     "bicubic",
 )
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".safetensors", ".ckpt", ".param")
@@ -594,10 +596,12 @@ def _parse(
 def _model_names() -> list[str]:
     """Every model name the registry knows (imported late: it brings torch along)."""
     from vsr.models import zoo
+    from vsr.temporal.processor import list_temporal_models
 
     names = (
         {"bicubic"} | {e.name for e in zoo.list_models()} | {e.family for e in zoo.list_models()}
     )
+    names |= {str(row["name"]) for row in list_temporal_models()}
     return sorted(names)
 
 

@@ -39,6 +39,12 @@ def create_processor(options: ModelOptions, *, notify: Notify | None = None) -> 
     name = options.name.strip()
     if name.lower() == BICUBIC:
         return BicubicProcessor(options.scale or DEFAULT_BICUBIC_SCALE)
+    # vsr's own temporal models (and checkpoints `vsr train` wrote); None for anything else.
+    from vsr.temporal.processor import create_temporal_processor
+
+    temporal = create_temporal_processor(name, options, notify)
+    if temporal is not None:
+        return temporal
     if is_checkpoint_path(name):
         loaded = load_checkpoint(Path(name).expanduser())
         network, descriptor = loaded.network, loaded.descriptor
@@ -71,6 +77,11 @@ def create_processor(options: ModelOptions, *, notify: Notify | None = None) -> 
 def describe_model(name_or_path: str) -> ModelDescriptor:
     """The descriptor of a built-in name, a zoo name or a checkpoint file (which is read)."""
     name = name_or_path.strip()
+    from vsr.temporal.processor import describe_temporal_model
+
+    described = describe_temporal_model(name)
+    if described is not None:
+        return described
     if name.lower() == BICUBIC:
         return BicubicProcessor(DEFAULT_BICUBIC_SCALE).descriptor
     if is_checkpoint_path(name):

@@ -1,0 +1,215 @@
+"""Training data for the temporal network: real HR clips, degraded on the fly.
+
+Each sample is a run of T consecutive HR frames from one clip, cropped at a random spot,
+flipped, transposed and maybe played backwards (all before degradation, so no flow needs
+fixing), then degraded as a clip by `vsr.degrade.degrade_frames`. The damage is drawn per
+sample: a share of the samples get a clean antialiased bicubic downscale (with a light H.264
+round trip half of the time), the rest Real-ESRGAN-style second-order damage (blur, noise,
+JPEG, H.264). Flow is computed on the degraded LR frames with DIS, exactly as at inference.
+
+Every draw comes from a generator seeded by (seed, step), so a resumed run sees the same
+batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vsr.degrade import Degradation, degrade_frames
+from vsr.errors import InputError, UsageError
+from vsr.metrics import iter_video_rgb
+from vsr.temporal.flow import DISFlow, FlowEstimator
+
+
+@dataclass(frozen=True)
+class ClipFrames:
+    """The decoded HR frames of one clip: (T, H, W, 3) uint8, kept in memory."""
+
+    path: Path
+    frames: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+
+def load_clip(path: str | Path, *, max_frames: int | None = None) -> ClipFrames:
+    """Decode up to ``max_frames`` frames of a video as uint8 RGB (the pipeline's colour path)."""
+    path = Path(path)
+    frames: list[np.ndarray] = []
+    for rgb in iter_video_rgb(path):
+        frames.append(rgb)
+        if max_frames is not None and len(frames) >= max_frames:
+            break
+    return ClipFrames(path=path, frames=np.stack(frames))
+
+
+@dataclass
+class Batch:
+    """One training batch; LR tensors are on the CPU in float32."""
+
+    hr: torch.Tensor  # (B, T, 3, P*s, P*s)
+    lr: torch.Tensor  # (B, T, 3, P, P)
+    flows_to_previous: torch.Tensor  # (B, T-1, 2, P, P): frame i+1 -> i
+    flows_to_next: torch.Tensor  # (B, T-1, 2, P, P): frame i -> i+1
+
+
+def sequence_flows(lr: torch.Tensor, estimator: FlowEstimator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, 3, H, W) LR frames -> flows (T-1, 2, H, W) to the previous and to the next frame."""
+    if lr.shape[0] < 2:
+        empty = lr.new_zeros((0, 2, *lr.shape[2:]))
+        return empty, empty
+    to_previous = estimator.estimate(lr[1:], lr[:-1])
+    to_next = estimator.estimate(lr[:-1], lr[1:])
+    return to_previous, to_next
+
+
+def draw_degradation(rng: np.random.Generator, *, scale: int, clean_fraction: float) -> Degradation:
+    """Clean bicubic (what `vsr eval --degrade` makes) for a share, Real-ESRGAN-like otherwise."""
+    if rng.random() < clean_fraction:
+        crf = int(rng.integers(16, 27)) if rng.random() < 0.5 else None
+        return Degradation(h264_crf=crf)
+    return Degradation.random(rng, scale=scale, second_order=True)
+
+
+class SequenceSampler:
+    """Draws batches of degraded sequences from HR clips (see the module docstring)."""
+
+    def __init__(
+        self,
+        clips: Sequence[ClipFrames],
+        *,
+        scale: int,
+        seq_len: int,
+        patch: int,
+        batch: int,
+        seed: int,
+        clean_fraction: float = 0.5,
+        flow: FlowEstimator | None = None,
+        max_stride: int = 2,
+        downscale_prob: float = 0.0,
+    ) -> None:
+        if not clips:
+            raise UsageError("expected at least one training clip, got none")
+        if seq_len < 2:
+            raise UsageError(f"expected a sequence length of at least 2 frames, got {seq_len}")
+        if patch < 8:
+            raise UsageError(f"expected an LR patch of at least 8 pixels, got {patch}")
+        if batch < 1:
+            raise UsageError(f"expected a batch of at least 1, got {batch}")
+        if not 0.0 <= downscale_prob <= 1.0:
+            raise UsageError(f"expected a downscale probability in [0, 1], got {downscale_prob}")
+        if not 0.0 <= clean_fraction <= 1.0:
+            raise UsageError(f"expected a clean fraction in [0, 1], got {clean_fraction}")
+        hr_patch = patch * scale
+        for clip in clips:
+            if clip.count < seq_len or min(clip.height, clip.width) < hr_patch:
+                raise InputError(
+                    f"expected a training clip of at least {seq_len} frames of "
+                    f"{hr_patch}x{hr_patch}, got {clip.count} frames of {clip.width}x{clip.height}",
+                    path=clip.path,
+                    hint="use a longer or larger clip, or lower --seq-len / --patch",
+                )
+        self.clips = list(clips)
+        self.scale = scale
+        self.seq_len = seq_len
+        self.patch = patch
+        self.batch = batch
+        self.seed = seed
+        self.clean_fraction = clean_fraction
+        self.flow = flow or DISFlow("medium")
+        self.max_stride = max(1, max_stride)
+        self.downscale_prob = downscale_prob
+        # Clips are drawn in proportion to their pixel count x frames, capped so one long
+        # clip cannot crowd out the others entirely.
+        sizes = np.array([min(c.count, 300) * c.width * c.height for c in clips], np.float64)
+        self._weights = sizes / sizes.sum()
+
+    def sample(self, step: int) -> Batch:
+        rng = np.random.default_rng([self.seed, step])
+        hrs, lrs, prevs, nexts = [], [], [], []
+        for _ in range(self.batch):
+            hr = self._draw_hr(rng)
+            degradation = draw_degradation(
+                rng, scale=self.scale, clean_fraction=self.clean_fraction
+            )
+            lr = degrade_frames(hr, scale=self.scale, rng=rng, degradation=degradation)
+            to_previous, to_next = sequence_flows(lr, self.flow)
+            hrs.append(hr)
+            lrs.append(lr)
+            prevs.append(to_previous)
+            nexts.append(to_next)
+        return Batch(
+            hr=torch.stack(hrs),
+            lr=torch.stack(lrs),
+            flows_to_previous=torch.stack(prevs),
+            flows_to_next=torch.stack(nexts),
+        )
+
+    def _draw_hr(self, rng: np.random.Generator) -> torch.Tensor:
+        clip = self.clips[int(rng.choice(len(self.clips), p=self._weights))]
+        # A frame stride of 2 now and then doubles the motion the network learns to align.
+        stride = int(rng.integers(1, self.max_stride + 1))
+        while stride > 1 and (self.seq_len - 1) * stride + 1 > clip.count:
+            stride -= 1
+        span = (self.seq_len - 1) * stride + 1
+        start = int(rng.integers(0, clip.count - span + 1))
+        size = self.patch * self.scale
+        # Video is often softer than its pixel grid (camera optics, upscaled masters, codec
+        # smoothing): a half-size antialiased copy has the detail an SR network must learn to
+        # draw, so some samples take their HR from a region twice as large, halved.
+        factor = 2 if rng.random() < self.downscale_prob else 1
+        if min(clip.height, clip.width) < size * factor:
+            factor = 1
+        region = size * factor
+        y = int(rng.integers(0, clip.height - region + 1))
+        x = int(rng.integers(0, clip.width - region + 1))
+        frames = clip.frames[start : start + span : stride, y : y + region, x : x + region]
+        hr = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+        if factor > 1:
+            hr = F.interpolate(
+                hr, size=(size, size), mode="bicubic", align_corners=False, antialias=True
+            )
+            # 8-bit like every decoded frame, so the targets have the same quantisation.
+            hr = (hr.clamp(0, 1) * 255).round() / 255
+        if rng.random() < 0.5:
+            hr = hr.flip(-1)
+        if rng.random() < 0.5:
+            hr = hr.flip(-2)
+        if rng.random() < 0.5:
+            hr = hr.transpose(-1, -2)
+        if rng.random() < 0.5:
+            hr = hr.flip(0)
+        return hr.contiguous()
+
+
+@dataclass(frozen=True)
+class ValidationClip:
+    """A held-out clip prepared once: HR frames and their clean LR (what `vsr eval` uses)."""
+
+    path: Path
+    hr: torch.Tensor  # (T, 3, H, W) float in [0, 1], mod-cropped to the scale
+    lr: torch.Tensor  # (T, 3, H / s, W / s)
+
+
+def validation_clip(clip: ClipFrames, *, scale: int, frames: int, seed: int = 0) -> ValidationClip:
+    """The first ``frames`` frames, clean bicubic + H.264 CRF 18 (as `vsr eval --degrade`)."""
+    hr = torch.from_numpy(clip.frames[:frames]).permute(0, 3, 1, 2).float() / 255.0
+    h, w = (hr.shape[2] // scale) * scale, (hr.shape[3] // scale) * scale
+    hr = hr[:, :, :h, :w].contiguous()
+    lr = degrade_frames(hr, scale=scale, rng=seed, degradation=Degradation(h264_crf=18))
+    return ValidationClip(path=clip.path, hr=hr, lr=lr)
