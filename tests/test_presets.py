@@ -81,7 +81,6 @@ def test_shipped_presets_say_what_they_promise() -> None:
 def test_known_models_are_models_of_the_registry() -> None:
     # The fast-path list must not drift from what the registry can actually build.
     from vsr.models import zoo
-
     from vsr.temporal.processor import list_temporal_models
 
     registry = {"bicubic"} | {e.name for e in zoo.list_models()}
