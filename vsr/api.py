@@ -20,23 +20,6 @@ from vsr.media.probe import MediaInfo
 from vsr.media.probe import probe as _probe
 from vsr.pipeline import UpscaleResult, upscale_file
 
-# x264/x265 speed presets: `--preset medium` keeps meaning what ffmpeg users expect, unless a
-# vsr preset has that name.
-ENCODER_SPEEDS = frozenset(
-    [
-        "ultrafast",
-        "superfast",
-        "veryfast",
-        "faster",
-        "fast",
-        "medium",
-        "slow",
-        "slower",
-        "veryslow",
-        "placebo",
-    ]
-)
-
 
 def parse_tile(tile: int | str | None) -> int | None:
     """--tile N | auto | off -> ModelOptions.tile (0 means auto, None no tiling)."""
