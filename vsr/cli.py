@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -403,18 +404,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_batch(args: argparse.Namespace) -> int:
-    from vsr.batch import cmd_batch as run_batch_command
-
-    return run_batch_command(args)
-
-
-def cmd_preview(args: argparse.Namespace) -> int:
-    from vsr.preview import cmd_preview as run_preview_command
-
-    return run_preview_command(args)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.degrade:
         if args.reference or args.test or not args.output:
@@ -460,12 +449,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
     return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from vsr.train import cmd_train as run_train_command
-
-    return run_train_command(args)
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -515,6 +498,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _elsewhere(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A command that lives in another module, imported only when it runs (start-up time)."""
+
+    def run(args: argparse.Namespace) -> int:
+        command: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module(module), name
+        )
+        return command(args)
+
+    return run
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "upscale": cmd_upscale,
     "probe": cmd_probe,
@@ -523,9 +518,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sample": cmd_sample,
     "presets": cmd_presets,
     "eval": cmd_eval,
-    "train": cmd_train,
-    "batch": cmd_batch,
-    "preview": cmd_preview,
+    "train": _elsewhere("vsr.train", "cmd_train"),
+    "batch": _elsewhere("vsr.batch", "cmd_batch"),
+    "preview": _elsewhere("vsr.preview", "cmd_preview"),
 }
 
 

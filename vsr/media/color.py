@@ -26,6 +26,9 @@ MATRIX_NAMES = {
     8: "ycgco",
     9: "bt2020nc",
     10: "bt2020c",
+    11: "smpte2085",
+    12: "chroma-derived-nc",
+    13: "chroma-derived-c",
     14: "ictcp",
 }
 PRIMARIES_NAMES = {

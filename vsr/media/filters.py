@@ -48,6 +48,7 @@ from vsr.errors import (
     NoVideoStreamError,
     UsageError,
 )
+from vsr.media.color import MATRIX_NAMES, RANGE_NAMES
 
 Deinterlace = Literal["auto", "off", "tff", "bff"]
 DeinterlaceMode = Literal["frame", "field"]
@@ -214,30 +215,15 @@ class StreamGeometry:
         )
 
 
-# FFmpeg's AVColorSpace / AVColorRange values, for the buffer source's options.
-_COLORSPACE_NAMES = {
-    0: "gbr",
-    1: "bt709",
-    4: "fcc",
-    5: "bt470bg",
-    6: "smpte170m",
-    7: "smpte240m",
-    8: "ycgco",
-    9: "bt2020nc",
-    10: "bt2020c",
-    11: "smpte2085",
-    12: "chroma-derived-nc",
-    13: "chroma-derived-c",
-    14: "ictcp",
-}
-
-
+# The buffer source takes colour tags by name; vsr.media.color holds FFmpeg's names.
 def _colorspace_name(value: object) -> str | None:
-    return _COLORSPACE_NAMES.get(int(value)) if isinstance(value, int) else None
+    name = MATRIX_NAMES.get(int(value)) if isinstance(value, int) else None
+    return None if name == "unknown" else name
 
 
 def _range_name(value: object) -> str | None:
-    return {1: "tv", 2: "pc"}.get(int(value)) if isinstance(value, int) else None
+    name = RANGE_NAMES.get(int(value)) if isinstance(value, int) else None
+    return None if name == "unknown" else name
 
 
 def _alignment(pix_fmt: str) -> tuple[int, int]:
