@@ -110,6 +110,7 @@ def options_from_preset(
         temporal=resolved.temporal,
         temporal_strength=temporal_strength,
         max_seconds=resolved.duration,
+        checkpoint_every=resolved.checkpoint_every or UpscaleOptions.checkpoint_every,
         overwrite=overwrite,
         skip_corrupt=skip_corrupt,
         max_frames=max_frames,
@@ -159,6 +160,7 @@ def upscale(
     denoise: str | None = None,
     denoise_strength: float | None = None,
     max_frames: int | None = None,
+    checkpoint_every: float | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> UpscaleResult:
@@ -184,6 +186,7 @@ def upscale(
             "encoder_preset": speed,
             "pix_fmt": pix_fmt,
             "encoder_options": dict(encoder_options) if encoder_options else None,
+            "checkpoint_every": checkpoint_every,
         },
         tile_overlap=tile_overlap,
         device=device,

@@ -79,6 +79,7 @@ _OVERRIDE_KEYS = (
     "pix_fmt",
     "encoder_options",
     "duration",
+    "checkpoint_every",
 )
 _TOP_KEYS = ("job", "output_dir", "preset", *_OVERRIDE_KEYS, *_RUN_KEYS)
 _JOB_KEYS = ("input", "output", "preset", *_OVERRIDE_KEYS, *_RUN_KEYS)
@@ -108,6 +109,7 @@ _KEY_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "pix_fmt": ((str,), "a string"),
     "encoder_options": ((dict,), "a table of key = value"),
     "duration": ((int, float), "a number of seconds"),
+    "checkpoint_every": ((int, float), "a number of seconds"),
     "device": ((str,), '"auto", "cpu", "cuda" or "cuda:N"'),
     "batch": ((int,), "an integer"),
     "tile_overlap": ((int,), "an integer"),
@@ -999,6 +1001,9 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress or notices")
     p.add_argument("--no-html", action="store_true", help="skip the HTML report")
+    from vsr.cli import _add_checkpoint_arg
+
+    _add_checkpoint_arg(p)
     add_job_args(p)
     return p
 

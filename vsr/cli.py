@@ -41,6 +41,15 @@ def _parse_memory(text: str) -> int:
         raise UsageError(f"expected --max-memory like 4G or 512M, got {text!r}") from None
 
 
+def _add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        metavar="SECONDS",
+        help="save finished work this often, so a killed job loses at most that much (default: 60)",
+    )
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
@@ -120,6 +129,7 @@ def build_parser(wants_train: bool = False) -> argparse.ArgumentParser:
     up.add_argument("--json", action="store_true", help="print a JSON summary")
     up.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notices")
     up.add_argument("--segment-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
+    _add_checkpoint_arg(up)
     _add_model_args(up)
     _add_filter_args(up)
     _add_encode_args(up)
@@ -236,6 +246,7 @@ def _options_from_args(args: argparse.Namespace) -> UpscaleOptions:
             "encoder_preset": speed,
             "pix_fmt": args.pix_fmt,
             "encoder_options": dict(pairs) if pairs else None,
+            "checkpoint_every": getattr(args, "checkpoint_every", None),
         },
         tile_overlap=args.tile_overlap,
         device=args.device,
@@ -264,10 +275,13 @@ class _Progress:
         if self.bar is None:
             from tqdm import tqdm
 
+            # A resumed job reports the frames already done first: the bar starts there, and
+            # its rate counts only this run's frames.
             self.bar = tqdm(
                 total=total,
+                initial=done,
                 unit="frame",
-                desc=self.label,
+                desc=f"{self.label} (resumed at {done:,})" if done else self.label,
                 dynamic_ncols=True,
                 leave=False,
                 file=sys.stderr,

@@ -93,7 +93,10 @@ class UpscaleOptions:
     max_frames: int | None = None
     # Only the first N seconds (presets' `duration`); None: all.
     max_seconds: float | None = None
-    # Resumable segments: cut at the first keyframe after this much content.
+    # Resumable segments: one is closed after this much processing time, so that a killed
+    # job loses at most that much work whatever the model's speed ...
+    checkpoint_every: float = 60.0
+    # ... or after this much content, whichever comes first.
     segment_seconds: float = 30.0
     # Keep the manifest after success, as the record batch jobs check "finished" against.
     keep_manifest: bool = False
@@ -114,6 +117,10 @@ class UpscaleOptions:
         if self.temporal not in TEMPORAL_MODES:
             raise UsageError(
                 f"expected --temporal one of {', '.join(TEMPORAL_MODES)}, got {self.temporal!r}"
+            )
+        if not self.checkpoint_every > 0:
+            raise UsageError(
+                f"expected --checkpoint-every above 0 seconds, got {self.checkpoint_every}"
             )
         if self.segment_seconds <= 0:
             raise UsageError(f"expected a segment length above 0 s, got {self.segment_seconds}")

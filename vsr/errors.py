@@ -92,6 +92,10 @@ class OutputExistsError(OutputError, FileExistsError):
     pass
 
 
+class OutputBusyError(OutputError):
+    """Another vsr process is writing the same output (it holds the job's lock)."""
+
+
 class ContainerError(OutputError):
     """The output container cannot hold a stream or codec."""
 

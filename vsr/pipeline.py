@@ -15,6 +15,7 @@ import dataclasses
 import heapq
 import itertools
 import json
+import math
 import os
 import queue
 import threading
@@ -22,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from vsr import resume
 from vsr.config import UpscaleOptions
 from vsr.errors import Interrupted, OutputExistsError, UsageError, VsrError
 from vsr.media import remux
-from vsr.media.decode import DecodedFrame, VideoReader
+from vsr.media.decode import DecodedFrame, OutputWindow, SeekMissed, VideoReader
 from vsr.media.encode import OutputWriter, StreamReport, choose_video_encoding
 from vsr.media.filters import (
     FilterChain,
@@ -65,6 +67,9 @@ class UpscaleResult:
     repeated_frames: int = 0
     notices: list[str] = field(default_factory=list)
     encoder: dict[str, Any] = field(default_factory=dict)
+    # A resumed job: frames found done in finished segments when it started, of how many.
+    resumed_frames: int = 0
+    total_frames: int | None = None
 
     @property
     def fps(self) -> float:
@@ -83,6 +88,11 @@ class UpscaleResult:
             "streams": [s.to_dict() for s in self.streams],
             "repeated_frames": self.repeated_frames,
             "notices": self.notices,
+            "resumed": (
+                {"frames_done": self.resumed_frames, "of": self.total_frames}
+                if self.resumed_frames
+                else None
+            ),
         }
 
 
@@ -251,6 +261,23 @@ def upscale_file(
     """Upscale one video or image file into `output` with an initialised-or-not processor."""
     input_path, output = Path(input_path), Path(output)
     check_paths(input_path, output, options.overwrite)
+    # One writer per output: a second run on the same output stops here, before it touches
+    # anything the first one owns. Under the lock, what killed runs left is ours to clear.
+    with contextlib.suppress(OSError):  # if it can't be made, the lock says so clearly
+        output.parent.mkdir(parents=True, exist_ok=True)
+    with resume.job_lock(output):
+        resume.clean_leftovers(output)
+        return _upscale_locked(input_path, output, options, processor, progress, notify)
+
+
+def _upscale_locked(
+    input_path: Path,
+    output: Path,
+    options: UpscaleOptions,
+    processor: Processor,
+    progress: ProgressFn | None,
+    notify: NotifyFn | None,
+) -> UpscaleResult:
     notices: list[str] = []
 
     def note(message: str) -> None:
@@ -348,59 +375,44 @@ def _upscale_video(
         for plan in plans:
             if plan.note and plan.announce and plan.action in ("transcode", "drop"):
                 note(plan.note)
+        # Field-rate deinterlacing makes two output frames of each input frame.
+        per_packet = 2 if spec.deinterlace != "off" and spec.deinterlace_mode == "field" else 1
 
-        def make_plan() -> list[resume.Segment]:
-            # A container of its own: seeking back to 0 afterwards could skip packets with
-            # negative timestamps (B-frame delay, AAC priming) that the real pass needs.
-            with av.open(str(input_path)) as scan:
-                scanned = resume.scan_keyframes(scan, video.index)
-            if scanned is None:
-                return [resume.Segment(0, None, None, 0, video.frames or 0)]
-            pts, keys = scanned
-            return resume.plan_segments(
+        def make_plan() -> resume.JobPlan:
+            pts, count, stamped = resume.scan_video(input_path, video.index)
+            total, limit = resume.plan_job(
                 pts,
-                keys,
+                count,
                 source_video.time_base,
-                segment_seconds=options.segment_seconds,
                 max_frames=options.max_frames,
                 max_seconds=options.max_seconds,
+                frames_per_packet=per_packet,
             )
+            return resume.JobPlan(total or video.frames, limit, stamped)
 
         state = resume.prepare(
-            input_path, output, resume.job_settings(options), source_video.time_base, make_plan
+            input_path, output, resume.job_settings(options), video.time_base, make_plan
         )
-        if state.notice:
-            note(state.notice)
-        segments = state.manifest.segments
-        total = sum(s.expected_frames for s in segments) or video.frames
-        done_frames = sum(s.frames for s in segments if s.done)
-        video_plan = [p for p in plans if p.action == "encode"]
+        for message in state.notices:
+            note(message)
+        passes = _Passes(
+            input_path,
+            info,
+            source_video,
+            spec,
+            geometry,
+            options,
+            processor,
+            encoding,
+            [p for p in plans if p.action == "encode"],
+            size,
+            batch,
+            progress,
+            state,
+        )
         try:
-            for segment in segments:
-                if segment.done:
-                    continue
-                processor.reset()
-                chain = FilterChain(spec, geometry) if geometry is not None else None
-                frames, repeated = _encode_segment(
-                    container,
-                    input_path,
-                    info,
-                    source_video,
-                    chain,
-                    options,
-                    processor,
-                    encoding,
-                    video_plan,
-                    segment,
-                    state.directory,
-                    size,
-                    batch,
-                    progress,
-                    done_frames,
-                    total,
-                )
-                state.mark_done(segment, frames, repeated)
-                done_frames += frames
+            passes.run()
+            segments = state.manifest.ordered()
             with atomic_output(output) as tmp:
                 writer = _final_mux(
                     tmp,
@@ -442,72 +454,225 @@ def _upscale_video(
             "height": size[1],
             "options": dict(encoding.options),
         },
+        resumed_frames=state.resumed_frames,
+        total_frames=state.manifest.total_frames,
     )
 
 
-def _encode_segment(
-    container: av.container.InputContainer,
-    input_path: Path,
-    info: MediaInfo,
-    source_video: VideoInfo,
-    chain: FilterChain | None,
-    options: UpscaleOptions,
-    processor: Processor,
-    encoding: Any,
-    video_plan: list[remux.StreamPlan],
-    segment: resume.Segment,
-    directory: Path,
-    size: tuple[int, int],
-    batch: int,
-    progress: ProgressFn | None,
-    done_before: int,
-    total: int | None,
-) -> tuple[int, int]:
-    """Decode one window of the input, run the model, encode it into the segment's file."""
-    reader = VideoReader(
-        container,
-        source_video,
-        input_path,
-        chain=chain,
-        out_info=info.video,
-        copy_indices=set(),
-        skip_corrupt=options.skip_corrupt,
-        max_frames=None if segment.end_pts is not None else options.max_frames,
-        start_pts=segment.start_pts,
-        end_pts=segment.end_pts,
-        first_index=segment.first_frame,
-    )
-    media_path, stamps_path = segment.file(directory), segment.timestamps(directory)
-    tmp_media = media_path.with_name(media_path.name + ".partial.mkv")
-    writer = OutputWriter(
-        tmp_media, "matroska", info, container, video_plan, encoding, size[0], size[1], segment=True
-    )
-    writer.open()
+# -- segments -------------------------------------------------------------------------------
 
-    def report(done: int, _total: int | None) -> None:
-        if progress is not None:
-            progress(done_before + done, total)
 
-    try:
-        _run_graph(
-            _Stage(options.queue_size), reader, processor, writer, batch, size, report, total
+@dataclass
+class _Passes:
+    """Everything the encoding passes share: what to decode, run and encode, and the state.
+
+    An uninterrupted job is one pass over the whole video; a resumed one makes one pass per
+    run of missing frames (usually the tail; also a segment found damaged). Within a pass the
+    model runs without a break, so where segments end changes no frame.
+    """
+
+    input_path: Path
+    info: MediaInfo
+    source_video: VideoInfo
+    spec: FilterSpec
+    geometry: StreamGeometry | None
+    options: UpscaleOptions
+    processor: Processor
+    encoding: Any
+    video_plan: list[remux.StreamPlan]
+    size: tuple[int, int]
+    batch: int
+    progress: ProgressFn | None
+    state: resume.ResumeState
+
+    def run(self) -> None:
+        state = self.state
+        total = state.manifest.total_frames
+        if self.progress is not None:
+            # First report: where the job starts (frames already done by an earlier run).
+            self.progress(state.resumed_frames, total)
+        for gap in state.manifest.gaps():
+            window = self.window_for(gap)
+            try:
+                self.encode(gap, window)
+            except SeekMissed:
+                # The container's index put the seek past the frames needed: decode this
+                # part from the start instead (slower, same frames).
+                assert window is not None
+                self.encode(gap, dataclasses.replace(window, seek_pts=None))
+
+    def window_for(self, gap: resume.Gap) -> OutputWindow | None:
+        """Where to seek and which frames to drop, run as warm-up, and keep, for one gap."""
+        if gap.start_pts is None:
+            return None if gap.end_pts is None else OutputWindow(None, None, None, gap.end_pts)
+        manifest = self.state.manifest
+        warm = manifest.warmup_pts(gap, self.processor.descriptor.warmup, self.state.directory)
+        first_needed = warm[0] if warm else gap.start_pts
+        seek = None
+        if manifest.seekable:
+            seconds = Fraction(first_needed) * Fraction(self.info.video.time_base)
+            seek = math.floor(seconds / Fraction(self.source_video.time_base))
+        return OutputWindow(seek, warm[0] if warm else None, gap.start_pts, gap.end_pts)
+
+    def encode(self, gap: resume.Gap, window: OutputWindow | None) -> None:
+        """Decode one gap (with its warm-up), run the model, encode it into segments."""
+        container = open_input(self.input_path)
+        try:
+            self.processor.reset()
+            chain = FilterChain(self.spec, self.geometry) if self.geometry is not None else None
+            reader = VideoReader(
+                container,
+                self.source_video,
+                self.input_path,
+                chain=chain,
+                out_info=self.info.video,
+                copy_indices=set(),
+                skip_corrupt=self.options.skip_corrupt,
+                max_frames=gap.frames,
+                first_index=gap.first_frame,
+                window=window,
+            )
+            sink = _SegmentSink(self, container, gap.first_frame)
+            done_before = self.state.manifest.done_frames
+            total = self.state.manifest.total_frames
+
+            def report(done: int, _total: int | None) -> None:
+                if self.progress is not None:
+                    self.progress(done_before + done, total)
+
+            try:
+                _run_graph(
+                    _Stage(self.options.queue_size),
+                    reader,
+                    self.processor,
+                    sink,
+                    self.batch,
+                    self.size,
+                    report,
+                    total,
+                )
+                sink.finish(gap.end_pts)
+            except BaseException:
+                sink.abort()
+                raise
+        finally:
+            container.close()
+        if sink.frames != reader.stats.frames:
+            raise VsrError(
+                f"internal error: {reader.stats.frames} frames decoded but "
+                f"{sink.frames} encoded; the output was not kept"
+            )
+        if gap.end_pts is not None and gap.frames is not None and sink.frames != gap.frames:
+            raise VsrError(
+                f"internal error: frames {gap.first_frame:,}+ should be {gap.frames} frames, "
+                f"got {sink.frames}; the output was not kept"
+            )
+
+
+class _SegmentSink:
+    """The writer side of a pass: frames go into segment files, each closed and recorded in
+    the manifest after `checkpoint_every` seconds of work or `segment_seconds` of content.
+
+    A segment may end at any frame: the next one gets an encoder of its own, which starts
+    with a keyframe. Runs on the writer thread.
+    """
+
+    def __init__(
+        self, passes: _Passes, container: av.container.InputContainer, first_frame: int
+    ) -> None:
+        self.passes = passes
+        self.container = container
+        self.next_frame = first_frame
+        self.frames = 0  # written in this pass
+        self._writer: OutputWriter | None = None
+        self._segment: resume.Segment | None = None
+        self._tmp: Path | None = None
+        self._count = 0
+        self._repeated = 0
+        self._opened = time.monotonic()
+
+    def write_frame(
+        self,
+        rgb: np.ndarray,
+        alpha: np.ndarray | None,
+        pts: int,
+        duration: int = 0,
+        *,
+        repeated: bool = False,
+    ) -> None:
+        if self._writer is not None and self._due(pts):
+            self._close(end_pts=pts)
+        writer = self._writer or self._open(pts)
+        writer.write_frame(rgb, alpha, pts, duration)
+        self._count += 1
+        self.frames += 1
+        self._repeated += int(repeated)
+
+    def write_packet(self, packet: av.Packet) -> None:
+        """Segments hold video only; other streams are copied by the final mux."""
+
+    def finish(self, end_pts: int | None) -> None:
+        if self._writer is not None:
+            self._close(end_pts)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
+
+    def _due(self, pts: int) -> bool:
+        options = self.passes.options
+        if time.monotonic() - self._opened >= options.checkpoint_every:
+            return True
+        assert self._segment is not None
+        span = (pts - self._segment.start_pts) * Fraction(self.passes.info.video.time_base)
+        return span >= Fraction(options.segment_seconds)
+
+    def _open(self, pts: int) -> OutputWriter:
+        p = self.passes
+        segment = resume.Segment(p.state.next_index(), self.next_frame, 0, pts, None)
+        media = segment.file(p.state.directory)
+        self._tmp = media.with_name(media.name + ".partial.mkv")
+        writer = OutputWriter(
+            self._tmp,
+            "matroska",
+            p.info,
+            self.container,
+            p.video_plan,
+            p.encoding,
+            p.size[0],
+            p.size[1],
+            segment=True,
         )
+        writer.open()
+        self._writer, self._segment = writer, segment
+        self._count = self._repeated = 0
+        return writer
+
+    def _close(self, end_pts: int | None) -> None:
+        writer, segment, tmp = self._writer, self._segment, self._tmp
+        assert writer is not None and segment is not None and tmp is not None
         writer.close()
-    except BaseException:
-        writer.abort()
-        with contextlib.suppress(OSError):
-            tmp_media.unlink()
-        raise
-    if writer.frames_written != reader.stats.frames:
-        raise VsrError(
-            f"internal error: {reader.stats.frames} frames decoded but "
-            f"{writer.frames_written} encoded; the output was not kept"
-        )
-    tmp_stamps = stamps_path.with_name(stamps_path.name + ".partial")
-    tmp_stamps.write_text(json.dumps({"packets": writer.packet_log}), encoding="utf-8")
-    os.replace(tmp_media, media_path)
-    os.replace(tmp_stamps, stamps_path)
-    return reader.stats.frames, reader.stats.repeated
+        self._writer = None
+        if writer.frames_written != self._count:
+            raise VsrError(
+                f"internal error: {self._count} frames given to the encoder but "
+                f"{writer.frames_written} encoded; the output was not kept"
+            )
+        directory = self.passes.state.directory
+        stamps = segment.timestamps(directory)
+        tmp_stamps = stamps.with_name(stamps.name + ".partial")
+        tmp_stamps.write_text(json.dumps({"packets": writer.packet_log}), encoding="utf-8")
+        os.replace(tmp, segment.file(directory))
+        os.replace(tmp_stamps, stamps)
+        self._tmp = None
+        segment.frames, segment.end_pts, segment.repeated = self._count, end_pts, self._repeated
+        self.passes.state.add_segment(segment)
+        self.next_frame += self._count
+        self._opened = time.monotonic()
 
 
 def _final_mux(
@@ -629,7 +794,7 @@ def _run_graph(
     stage: _Stage,
     reader: VideoReader,
     processor: Processor,
-    writer: OutputWriter,
+    writer: _SegmentSink,
     batch: int,
     size: tuple[int, int],
     progress: ProgressFn | None,
@@ -658,13 +823,17 @@ def _run_graph(
                     return
                 if isinstance(item, tuple):
                     frame, tensor = item
+                    if frame.warmup:
+                        continue  # run only to warm a temporal model up; not part of the output
                     rgb = from_tensor(tensor, frame.rgb.dtype == np.uint16)
                     w, h = size
                     rgb = rgb[:h, :w]
                     alpha = None
                     if frame.alpha is not None:
                         alpha = resize_alpha(frame.alpha, rgb.shape[1], rgb.shape[0])
-                    writer.write_frame(rgb, alpha, frame.pts, frame.duration)
+                    writer.write_frame(
+                        rgb, alpha, frame.pts, frame.duration, repeated=frame.repeated
+                    )
                     written += 1
                     if progress is not None:
                         progress(written, total)

@@ -19,6 +19,7 @@ Schema (every key is optional; what is left out takes the default shown)::
     description = ""            # one line for `vsr presets list`
     extends = "anime"           # start from another preset (name or path), then apply this one
     duration = 10.0             # process only the first N seconds (used by `preview`)
+    checkpoint_every = 60.0     # save finished work after this many seconds of processing
 
     [model]
     name = "realesr-animevideov3"   # a model name, or a path to a checkpoint
@@ -131,6 +132,8 @@ class Preset:
     filters: FilterSpec = field(default_factory=FilterSpec)
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     duration: float | None = None
+    # Seconds of processing between resume checkpoints; None: vsr's default.
+    checkpoint_every: float | None = None
     # The file this preset was read from (None for one built in code).
     source: Path | None = None
 
@@ -326,6 +329,7 @@ OVERRIDE_KEYS: dict[str, tuple[str | None, str]] = {
     "pix_fmt": ("encode", "pix_fmt"),
     "encoder_options": ("encode", "options"),
     "duration": (None, "duration"),
+    "checkpoint_every": (None, "checkpoint_every"),
 }
 
 
@@ -527,7 +531,16 @@ def _show(value: object) -> str:
     return f"{kind} {value!r}" if not isinstance(value, dict) else kind
 
 
-_TOP_KEYS = ("description", "extends", "duration", "model", "output", "filters", "encode")
+_TOP_KEYS = (
+    "description",
+    "extends",
+    "duration",
+    "checkpoint_every",
+    "model",
+    "output",
+    "filters",
+    "encode",
+)
 _MODEL_KEYS = ("name", "scale", "tile", "precision", "temporal")
 _OUTPUT_KEYS = ("height",)
 _FILTER_KEYS = (
@@ -553,6 +566,9 @@ def _parse(
     if "extends" in table:
         raise check.fail("'extends' is only allowed in a preset file")
     duration = check.number(table, "duration", "preset", low=0, high=10 * 24 * 3600, low_open=True)
+    checkpoint_every = check.number(
+        table, "checkpoint_every", "preset", low=0, high=10 * 24 * 3600, low_open=True
+    )
 
     model = check.section(table, "model")
     check.keys(model, _MODEL_KEYS, "model")
@@ -589,6 +605,7 @@ def _parse(
         filters=filter_spec,
         encode=encode_options,
         duration=duration,
+        checkpoint_every=checkpoint_every,
         source=source,
     )
 
@@ -776,6 +793,8 @@ def _to_table(preset: Preset) -> dict[str, Any]:
         table["description"] = preset.description
     if preset.duration is not None:
         table["duration"] = _num(preset.duration)
+    if preset.checkpoint_every is not None:
+        table["checkpoint_every"] = _num(preset.checkpoint_every)
     model: dict[str, Any] = {"name": preset.model}
     if preset.scale is not None:
         model["scale"] = _num(preset.scale)

@@ -38,6 +38,31 @@ class DecodedFrame:
     alpha: np.ndarray | None  # H x W, same dtype, or None
     repeated: bool = False
     duration: int = 0  # in the stream's time base; 0 when the file doesn't say
+    # Run through the model only to bring a temporal model's state to where an uninterrupted
+    # run has it; never written (see OutputWindow).
+    warmup: bool = False
+
+
+@dataclass(frozen=True)
+class OutputWindow:
+    """The frames of one resumed pass, by *output* timestamp (after the restoration filters).
+
+    Decoding starts at the input keyframe at or before `seek_pts` (source time base; None: from
+    the start, no seek). Frames before `warmup_pts` are decoded and dropped; frames in
+    [`warmup_pts`, `keep_pts`) are yielded marked `warmup`; decoding stops before `stop_pts`
+    (None: at the end). Restoration filters see every decoded frame, so their own temporal
+    state is warm too.
+    """
+
+    seek_pts: int | None
+    warmup_pts: int | None
+    keep_pts: int | None
+    stop_pts: int | None
+
+
+class SeekMissed(Exception):
+    """The seek landed after the frames a window needs (a container with a coarse index):
+    decode that window from the start instead."""
 
 
 @dataclass
@@ -83,6 +108,7 @@ class VideoReader:
         first_index: int = 0,
         chain: FilterChain | None = None,
         out_info: VideoInfo | None = None,
+        window: OutputWindow | None = None,
     ) -> None:
         self.container = container
         self.info = info
@@ -96,6 +122,8 @@ class VideoReader:
         self.start_pts = start_pts
         self.end_pts = end_pts
         self.first_index = first_index
+        self.window = window
+        self._first_decoded = True
         self._past_end = False
         self.stats = DecodeStats()
         # Restoration filters between decoder and model; `out_info` describes their output
@@ -160,6 +188,14 @@ class VideoReader:
     ) -> Iterator[DecodedFrame | av.Packet]:
         if self.start_pts is not None:
             self.container.seek(self.start_pts, stream=stream, backward=True, any_frame=False)
+        elif self.window is not None and self.window.seek_pts is not None:
+            try:
+                self.container.seek(
+                    self.window.seek_pts, stream=stream, backward=True, any_frame=False
+                )
+            except av.error.FFmpegError as exc:
+                # A damaged index (a truncated MKV answers EPERM): decode from the start.
+                raise SeekMissed(f"cannot seek to {self.window.seek_pts}: {exc}") from exc
         demux = self.container.demux(*streams)
         while True:
             try:
@@ -208,6 +244,8 @@ class VideoReader:
         yield from self._drain_chain()
         if self._missing and self._last is None and self.start_pts is not None:
             raise self._corrupt("no frame of this part could be decoded", self._missing[0])
+        if self._last is None and self.window is not None:
+            raise self._corrupt("no frame of this part could be decoded", None)
         if self._last is None and self.start_pts is None:
             raise EmptyInputError(
                 "has a video stream but no frame could be decoded", path=self.path
@@ -248,6 +286,11 @@ class VideoReader:
         if pts is None:
             pts = (self._last_src_pts + self._step) if self._last_src_pts is not None else 0
         self._last_src_pts = pts
+        if self._first_decoded:
+            self._first_decoded = False
+            seek = self.window.seek_pts if self.window is not None else None
+            if seek is not None and pts > seek:
+                raise SeekMissed(f"the seek to {seek} landed at {pts}")
         if self.start_pts is not None and pts < self.start_pts:
             # Decoded only to reach the window (leading frames of an open GOP).
             return
@@ -308,7 +351,23 @@ class VideoReader:
     def _convert(self, frame: av.VideoFrame, *, repeated: bool) -> Iterator[DecodedFrame]:
         if self._done() or frame.pts is None:
             return
+        window = self.window
+        warmup = False
+        if window is not None:
+            pts = int(frame.pts)
+            if window.stop_pts is not None and pts >= window.stop_pts:
+                self._past_end = True
+                return
+            if window.keep_pts is not None and pts < window.keep_pts:
+                if window.warmup_pts is None or pts < window.warmup_pts:
+                    return
+                warmup = True
         rgb, alpha = frame_to_arrays(frame, self.out_info, self._fmt)
+        if warmup:
+            # Not counted: the pass's frame numbers and limits are about written frames.
+            duration = int(frame.duration or 0)
+            yield DecodedFrame(-1, int(frame.pts), rgb, alpha, duration=duration, warmup=True)
+            return
         out = DecodedFrame(
             self.first_index + self.stats.frames,
             int(frame.pts),

@@ -35,6 +35,9 @@ class ModelDescriptor:
     temporal: bool = False
     # Frames of look-ahead a temporal model needs before it can emit a frame.
     delay: int = 0
+    # Frames of past context a temporal model must run (outputs dropped) to reach, within its
+    # precision, the state an uninterrupted run has: what a resumed job runs before its seam.
+    warmup: int = 0
     params: int = 0
     license: str = ""
     source: str = ""

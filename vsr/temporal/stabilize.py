@@ -95,6 +95,19 @@ def default_strength(descriptor: ModelDescriptor) -> float:
     return DEFAULT_STRENGTH
 
 
+# What is left of a difference in history after the warm-up: the filter is exponential with
+# factor `strength` (at most; reliability only lowers it), so after n frames a cold start and an
+# uninterrupted run differ by at most strength**n of what their histories differed by.
+WARMUP_RESIDUE = 1 / 512
+
+
+def stabilize_warmup(strength: float) -> int:
+    """Frames a cold stabilizer needs before its output matches a warm one (see above)."""
+    if strength <= 0.0:
+        return 0
+    return 1 + math.ceil(math.log(WARMUP_RESIDUE) / math.log(strength))
+
+
 class StabilizeProcessor:
     """Wrap a frame-wise `Processor`; outputs the same frames, temporally stabilised."""
 
@@ -141,6 +154,7 @@ class StabilizeProcessor:
             name=f"{inner.descriptor.name}+stabilize",
             temporal=True,
             delay=0,
+            warmup=inner.descriptor.warmup + stabilize_warmup(chosen),
         )
         # LR frames whose outputs the inner processor has not returned yet (order kept).
         self._pending: deque[torch.Tensor] = deque()
