@@ -351,6 +351,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
             if s.get(key):
                 line += f", {key} {s[key]!r}"
         print(line)
+        if s["index"] == info.video.index and s.get("hdr"):
+            print(f"      HDR: {info.video.hdr.describe()}")
     for c in data["chapters"]:
         print(f"  chapter {c['start']:.3f}-{c['end']:.3f} s {c['title'] or ''}")
     return 0

@@ -18,7 +18,8 @@ import av.error
 import numpy as np
 
 from vsr.config import EncodeOptions
-from vsr.errors import ContainerError, EncoderError, UsageError
+from vsr.errors import ContainerError, EncoderError, UnsupportedCodecError, UsageError
+from vsr.media import hdr as hdr_meta
 from vsr.media import remux
 from vsr.media.color import from_rgb
 from vsr.media.probe import MediaInfo, VideoInfo, bit_depth_of, has_alpha
@@ -139,10 +140,13 @@ def choose_video_encoding(info: VideoInfo, options: EncodeOptions, fmt: str) -> 
                 )
             choice = formats[0]
         pix_fmt = choice
+        _check_hdr_depth(info, codec.name, pix_fmt, formats, bool(options.pix_fmt))
         if bit_depth_of(pix_fmt) < info.bit_depth:
             notices.append(
                 f"{codec.name} can't keep {info.bit_depth}-bit video: encoding as {pix_fmt}"
             )
+    _check_hdr_depth(info, codec.name, pix_fmt, formats, bool(options.pix_fmt))
+    notices.extend(hdr_notices(info, codec.name))
     if info.has_alpha and not has_alpha(pix_fmt):
         notices.append(f"the alpha channel is dropped (--pix-fmt {pix_fmt} has none)")
 
@@ -170,7 +174,10 @@ def choose_video_encoding(info: VideoInfo, options: EncodeOptions, fmt: str) -> 
     elif options.preset is not None:
         raise UsageError(f"{codec.name} has no --preset; use --encoder-option for its settings")
     if codec.name == "libx265":
-        opts["x265-params"] = "log-level=error"
+        opts["x265-params"] = ":".join(["log-level=error", *hdr_x265_params(info.hdr)])
+    svt_params = hdr_svtav1_params(info.hdr) if codec.name == "libsvtav1" else []
+    if svt_params:
+        opts["svtav1-params"] = ":".join(svt_params)
     if codec.name == "prores_ks" and has_alpha(pix_fmt):
         opts.setdefault("profile", "4444")
     known = _option_names(codec.name)
@@ -179,10 +186,104 @@ def choose_video_encoding(info: VideoInfo, options: EncodeOptions, fmt: str) -> 
             guess = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f"did you mean {guess[0]!r}?" if guess else None
             raise UsageError(f"{codec.name} has no option {key!r}", hint=hint)
-        if key == "x265-params" and "x265-params" in opts:
-            value = f"{opts['x265-params']}:{value}"
+        if key in ("x265-params", "svtav1-params") and key in opts:
+            # The user's parameters come last: the encoders let a later value win.
+            value = f"{opts[key]}:{value}"
         opts[key] = value
     return VideoEncoding(codec.name, pix_fmt, opts, has_alpha(pix_fmt), tuple(notices))
+
+
+def _check_hdr_depth(
+    info: VideoInfo, codec: str, pix_fmt: str, formats: list[str], chosen: bool
+) -> None:
+    """PQ and HLG need 10 bits: in 8 they band, and vsr doesn't tone-map to SDR."""
+    hdr = info.hdr
+    if not hdr.is_hdr or bit_depth_of(pix_fmt) >= 10:
+        return
+    transfer = "PQ" if hdr.transfer == "pq" else "HLG"
+    what = (
+        f"the input is {hdr.format} HDR"
+        if hdr.format == transfer
+        else (f"the input is {hdr.format} HDR ({transfer})")
+    )
+    sdr = "for SDR, tone-map the input first with FFmpeg's zscale+tonemap or libplacebo"
+    if chosen:
+        raise UsageError(
+            f"--pix-fmt {pix_fmt} is 8-bit and {what}: 8 bits band it, and vsr doesn't "
+            "tone-map to SDR",
+            hint=f"drop --pix-fmt to keep {info.bit_depth} bits, or pick yuv420p10le; {sdr}",
+        )
+    if not any(bit_depth_of(f) >= 10 for f in formats):
+        raise UsageError(
+            f"{codec} encodes only 8-bit video and {what}, which needs 10 bits",
+            hint=f"use --codec libx265 (the default for HDR), libsvtav1 or libvpx-vp9; {sdr}",
+        )
+    raise UsageError(
+        f"{codec} would store {what} as 8-bit {pix_fmt}",
+        hint=f"pick --pix-fmt {_closest_format(info.pix_fmt, formats, False) or 'yuv420p10le'}",
+    )
+
+
+def hdr_x265_params(hdr: hdr_meta.HdrInfo) -> list[str]:
+    """x265 writes the static metadata as SEI in every keyframe; hdr10-opt tunes its
+    luma/chroma QP for PQ (what x265's HDR10 guide asks for)."""
+    params: list[str] = []
+    if hdr.transfer == "pq":
+        params.append("hdr10-opt=1")
+    if hdr.mastering is not None:
+        params.append(f"master-display={hdr.mastering.x265()}")
+    if hdr.light_level is not None:
+        params.append(f"max-cll={hdr.light_level.max_cll},{hdr.light_level.max_fall}")
+    if hdr.has_static_metadata:
+        params.append("hdr10=1")
+    return params
+
+
+def hdr_svtav1_params(hdr: hdr_meta.HdrInfo) -> list[str]:
+    """SVT-AV1 writes the static metadata as AV1 metadata OBUs."""
+    if not hdr.is_hdr:
+        return []
+    params = ["enable-hdr=1"]
+    if hdr.mastering is not None:
+        params.append(f"mastering-display={hdr.mastering.svtav1()}")
+    if hdr.light_level is not None:
+        params.append(f"content-light={hdr.light_level.max_cll},{hdr.light_level.max_fall}")
+    return params
+
+
+def hdr_notices(info: VideoInfo, codec: str) -> list[str]:
+    """What of the input's HDR metadata can't reach the output, said once before the run."""
+    hdr = info.hdr
+    notices: list[str] = []
+    dv = hdr.dolby_vision
+    if dv is not None:
+        if dv.base_compatibility == 0:
+            raise UnsupportedCodecError(
+                f"the input is {dv.describe()}, whose base layer (IPTPQc2) only its RPU turns "
+                "into a picture, and the RPU can't survive a re-encode",
+                hint="vsr upscales Dolby Vision with an HDR10, HLG or SDR base layer "
+                "(profiles 7, 8.1, 8.2, 8.4)",
+            )
+        base = dv.base_layer if dv.base_layer not in (None, "unknown") else hdr.format
+        if base == "Dolby Vision":
+            base = "HDR10" if hdr.transfer == "pq" else "HLG" if hdr.transfer else "SDR"
+        layer = " and its enhancement layer" if dv.enhancement_layer else ""
+        notices.append(
+            f"the input is {dv.describe()}: its RPU (dynamic metadata){layer} can't survive a "
+            f"re-encode; the output is the {base} base layer with its static metadata, and "
+            "doesn't claim Dolby Vision"
+        )
+    if hdr.hdr10_plus:
+        notices.append(
+            "the input has HDR10+ dynamic metadata, which this encoder build can't write "
+            "(x265 without HDR10_PLUS); the output keeps the HDR10 static metadata"
+        )
+    if hdr.has_static_metadata and codec not in ("libx265", "libsvtav1"):
+        notices.append(
+            f"{codec} can't put HDR metadata into the bitstream: the mastering display and "
+            "light levels are kept in the container only"
+        )
+    return notices
 
 
 def _num(value: float) -> str:
@@ -251,6 +352,7 @@ class OutputWriter:
         self._transcoders: dict[int, _Transcoder] = {}
         self._text_subs: dict[int, StreamPlan] = {}
         self._last_dts: int | None = None
+        self._carrier: Any = None
         self.frames_written = 0
 
     # -- setup -----------------------------------------------------------------------------
@@ -312,7 +414,13 @@ class OutputWriter:
     def _add_video(self, stream: av.video.VideoStream) -> None:
         info = self.media.video
         if self.video_template is not None:
-            video = self._out.add_stream_from_template(self.video_template)
+            template = self.video_template
+            if info.hdr.has_static_metadata:
+                # The segments hold the metadata in their bitstream only; the muxer writes
+                # the container's (MKV Colour, MP4 mdcv/clli) from the stream's parameters.
+                self._carrier = _metadata_carrier(template, info.hdr, self.path)
+                template = self._carrier.streams.video[0]
+            video = self._out.add_stream_from_template(template)
             video.time_base = info.time_base
             if info.frame_rate:
                 # The segments' container doesn't know the rate; MKV writes it as the
@@ -451,8 +559,25 @@ class OutputWriter:
             raise EncoderError(f"finishing the output failed: {exc}", path=self.path) from exc
         finally:
             self._out.close()
+            self._close_carrier()
 
     def abort(self) -> None:
         if self._out is not None:
             with contextlib.suppress(Exception):
                 self._out.close()
+        self._close_carrier()
+
+    def _close_carrier(self) -> None:
+        if self._carrier is not None:
+            with contextlib.suppress(Exception):
+                self._carrier.close()
+            self._carrier = None
+
+
+def _metadata_carrier(template: Any, hdr: hdr_meta.HdrInfo, path: Path) -> Any:
+    try:
+        return hdr_meta.metadata_carrier(Path(template.container.name), hdr)
+    except (OSError, ValueError, av.error.FFmpegError) as exc:
+        raise EncoderError(
+            f"cannot put the HDR metadata into the output's header: {exc}", path=path
+        ) from exc

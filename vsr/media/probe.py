@@ -26,6 +26,7 @@ from vsr.errors import (
     UnsupportedCodecError,
 )
 from vsr.media.color import ColorInfo, normalise_pix_fmt, resolve_color
+from vsr.media.hdr import SDR, HdrInfo, container_metadata, from_frame
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 # Packets read to decide VFR and count frames when the header doesn't say; beyond this a
@@ -67,6 +68,8 @@ class VideoInfo:
     frames: int | None
     duration: float | None
     start_time: float | None
+    # PQ / HLG, mastering display, light levels, HDR10+, Dolby Vision; empty for SDR.
+    hdr: HdrInfo = SDR
 
     @property
     def is_interlaced(self) -> bool:
@@ -106,6 +109,7 @@ class MediaInfo:
                     duration=v.duration,
                     **v.color.names(),
                     color_tagged=v.color.tagged_matrix,
+                    hdr=v.hdr.to_dict(),
                 )
             streams.append(d)
         return {
@@ -286,6 +290,7 @@ def _probe_open(container: av.container.InputContainer, path: Path) -> MediaInfo
         pix_fmt=pix_fmt,
         height=height,
     )
+    hdr = from_frame(first, color.trc, container_metadata(stream))
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     frame_rate = Fraction(rate) if rate else None
     sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
@@ -311,6 +316,7 @@ def _probe_open(container: av.container.InputContainer, path: Path) -> MediaInfo
         frames=frames,
         duration=duration,
         start_time=float(stream.start_time * tb) if stream.start_time is not None else None,
+        hdr=hdr,
     )
     return MediaInfo(
         path=path,
