@@ -111,8 +111,16 @@ def choose_video_encoding(info: VideoInfo, options: EncodeOptions, fmt: str) -> 
         notices.append(f"the input has an alpha channel: encoding with {codec_name} to keep it")
     elif fmt in _DEFAULT_CODEC_FOR:
         codec_name = _DEFAULT_CODEC_FOR[fmt]
+        if info.hdr.is_hdr and not _deep_formats(_codec(codec_name)):
+            deep = _hdr_encoders(fmt)
+            if deep:
+                notices.append(
+                    f"{codec_name} is 8-bit only in this FFmpeg build: encoding the HDR input "
+                    f"with {deep[0]} (10-bit)"
+                )
+                codec_name = deep[0]
     else:
-        codec_name = "libx265" if info.bit_depth > 8 else "libx264"
+        codec_name = "libx265" if info.bit_depth > 8 or info.hdr.is_hdr else "libx264"
     codec = _codec(codec_name)
     if not remux.accepts(fmt, codec.name):
         raise ContainerError(
@@ -140,12 +148,14 @@ def choose_video_encoding(info: VideoInfo, options: EncodeOptions, fmt: str) -> 
                 )
             choice = formats[0]
         pix_fmt = choice
-        _check_hdr_depth(info, codec.name, pix_fmt, formats, bool(options.pix_fmt))
+        if info.hdr.is_hdr and bit_depth_of(pix_fmt) < 10:
+            # An 8-bit PQ/HLG source (rare) gets 10 bits rather than an 8-bit refusal.
+            pix_fmt = _closest_format(info.pix_fmt, _deep_formats(codec), want_alpha) or pix_fmt
         if bit_depth_of(pix_fmt) < info.bit_depth:
             notices.append(
                 f"{codec.name} can't keep {info.bit_depth}-bit video: encoding as {pix_fmt}"
             )
-    _check_hdr_depth(info, codec.name, pix_fmt, formats, bool(options.pix_fmt))
+    _check_hdr_depth(info, codec.name, pix_fmt, formats, bool(options.pix_fmt), fmt)
     notices.extend(hdr_notices(info, codec.name))
     if info.has_alpha and not has_alpha(pix_fmt):
         notices.append(f"the alpha channel is dropped (--pix-fmt {pix_fmt} has none)")
@@ -193,8 +203,25 @@ def choose_video_encoding(info: VideoInfo, options: EncodeOptions, fmt: str) -> 
     return VideoEncoding(codec.name, pix_fmt, opts, has_alpha(pix_fmt), tuple(notices))
 
 
+def _deep_formats(codec: av.codec.Codec) -> list[str]:
+    return [f for f in _formats(codec) if bit_depth_of(f) >= 10]
+
+
+def _hdr_encoders(fmt: str) -> list[str]:
+    """Encoders of this FFmpeg build that store 10 bits in this container, best first."""
+    found: list[str] = []
+    for name in ("libx265", "libsvtav1", "libaom-av1", "libvpx-vp9"):
+        try:
+            codec = av.codec.Codec(name, "w")
+        except (av.error.FFmpegError, ValueError):
+            continue
+        if _deep_formats(codec) and remux.accepts(fmt, codec.name):
+            found.append(name)
+    return found
+
+
 def _check_hdr_depth(
-    info: VideoInfo, codec: str, pix_fmt: str, formats: list[str], chosen: bool
+    info: VideoInfo, codec: str, pix_fmt: str, formats: list[str], chosen: bool, fmt: str
 ) -> None:
     """PQ and HLG need 10 bits: in 8 they band, and vsr doesn't tone-map to SDR."""
     hdr = info.hdr
@@ -214,9 +241,10 @@ def _check_hdr_depth(
             hint=f"drop --pix-fmt to keep {info.bit_depth} bits, or pick yuv420p10le; {sdr}",
         )
     if not any(bit_depth_of(f) >= 10 for f in formats):
+        deep = " or ".join(_hdr_encoders(fmt)) or "another container and libx265"
         raise UsageError(
             f"{codec} encodes only 8-bit video and {what}, which needs 10 bits",
-            hint=f"use --codec libx265 (the default for HDR), libsvtav1 or libvpx-vp9; {sdr}",
+            hint=f"use --codec {deep}; {sdr}",
         )
     raise UsageError(
         f"{codec} would store {what} as 8-bit {pix_fmt}",
@@ -420,7 +448,9 @@ class OutputWriter:
                 # the container's (MKV Colour, MP4 mdcv/clli) from the stream's parameters.
                 self._carrier = _metadata_carrier(template, info.hdr, self.path)
                 template = self._carrier.streams.video[0]
-            video = self._out.add_stream_from_template(template)
+            # opaque: the codec is the decoder that read the segment (libdav1d for AV1 has no
+            # encoder of that name to look up); only its parameters matter for a remux.
+            video = self._out.add_stream_from_template(template, opaque=True)
             video.time_base = info.time_base
             if info.frame_rate:
                 # The segments' container doesn't know the rate; MKV writes it as the
