@@ -445,3 +445,20 @@ def test_encoder_parameter_strings() -> None:
     assert hdr_meta.dovi_from_record(dovi_record(8, 4)) == hdr_meta.DolbyVision(
         profile=8, level=1, rpu=True, enhancement_layer=False, base_compatibility=4
     )
+
+
+def test_dynamic_metadata_and_container_only_codecs_are_announced(tmp_path: Path) -> None:
+    import dataclasses
+
+    from vsr.media.encode import hdr_notices
+    from vsr.media.probe import probe
+
+    video = probe(hdr10_clip(tmp_path)).video
+    assert video.hdr.format == "HDR10"
+    plus = dataclasses.replace(video, hdr=dataclasses.replace(video.hdr, hdr10_plus=True))
+    assert plus.hdr.format == "HDR10+"
+    (notice,) = hdr_notices(plus, "libx265")
+    assert "HDR10+ dynamic metadata" in notice and "HDR10 static metadata" in notice
+    (notice,) = hdr_notices(video, "libx264")
+    assert "container only" in notice
+    assert hdr_notices(video, "libx265") == [] and hdr_notices(video, "libsvtav1") == []
