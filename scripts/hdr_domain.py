@@ -9,7 +9,8 @@ with x265 CRF 18. Each method upscales the LR clip twice:
 
 - **code**: the model sees the PQ/HLG code values as RGB (what vsr does);
 - **sdr-like**: the model sees display light relative to reference white, gamma-encoded like
-  SDR (``vsr.media.transfer.to_sdr_like``), and its output is converted back.
+  SDR, highlights compressed by a knee (``vsr.media.transfer.to_model_domain``, what
+  ``vsr.media.color.to_rgb`` does for PQ/HLG), and its output is converted back.
 
 Both outputs are converted to 10-bit YUV and encoded exactly as vsr encodes (x265 CRF 18,
 preset medium, hdr10-opt for PQ), decoded, and scored with PSNR-Y on 10-bit code values
@@ -34,13 +35,7 @@ import torch.nn.functional as F
 
 from vsr.config import ModelOptions
 from vsr.media.color import ColorInfo, from_rgb, to_rgb
-from vsr.media.transfer import (
-    bt709_to_bt2020,
-    bt1886_to_nits,
-    from_nits,
-    from_sdr_like,
-    to_sdr_like,
-)
+from vsr.media.transfer import bt709_to_bt2020, bt1886_to_nits, from_nits
 from vsr.metrics import frame_to_rgb
 from vsr.models.base import FrameGeometry
 from vsr.models.registry import create_processor
@@ -64,10 +59,10 @@ def color_of(transfer: str) -> ColorInfo:
     return ColorInfo(9, 9, TRC[transfer], 1, True, True)
 
 
-def to_yuv_frame(rgb: torch.Tensor, color: ColorInfo) -> av.VideoFrame:
+def to_yuv_frame(rgb: torch.Tensor, color: ColorInfo, model_domain: bool = False) -> av.VideoFrame:
     arr = (rgb.clamp(0, 1) * 65535).round().to(torch.int32).permute(1, 2, 0).numpy()
     frame = av.VideoFrame.from_ndarray(arr.astype(np.uint16), format="rgb48le")
-    return from_rgb(frame, color, "yuv420p10le")
+    return from_rgb(frame, color, "yuv420p10le", model_domain=model_domain)
 
 
 def luma(frame: av.VideoFrame) -> np.ndarray:
@@ -116,22 +111,16 @@ def upscale(
     processor.init(FrameGeometry(lr[0].width, lr[0].height, 25.0))
     outputs: list[torch.Tensor] = []
     start = time.perf_counter()
+    mapped = domain == "sdr-like"
     for frame in lr:
-        rgb = to_rgb(frame, color, "rgb48le", frame.width, frame.height).to_ndarray()
+        rgb = to_rgb(
+            frame, color, "rgb48le", frame.width, frame.height, model_domain=mapped
+        ).to_ndarray()
         x = torch.from_numpy(rgb.astype(np.float32) / 65535).permute(2, 0, 1)[None]
-        if domain == "sdr-like":
-            # Reference white is 1.0; the test pictures come from SDR, so nothing is above.
-            x = to_sdr_like(x, transfer).clamp(0, 1)
-        y = processor.process(x)
-        outputs.extend(y)
+        outputs.extend(processor.process(x))
     outputs.extend(processor.flush())
     seconds = time.perf_counter() - start
-    result = []
-    for y in outputs:
-        if domain == "sdr-like":
-            y = from_sdr_like(y[None], transfer)[0]
-        result.append(to_yuv_frame(y, color))
-    return result, seconds
+    return [to_yuv_frame(y, color, model_domain=mapped) for y in outputs], seconds
 
 
 def main() -> None:

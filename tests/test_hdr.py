@@ -462,3 +462,22 @@ def test_dynamic_metadata_and_container_only_codecs_are_announced(tmp_path: Path
     (notice,) = hdr_notices(video, "libx264")
     assert "container only" in notice
     assert hdr_notices(video, "libx265") == [] and hdr_notices(video, "libsvtav1") == []
+
+
+@pytest.mark.parametrize(("trc", "worst"), [(16, 1), (18, 0)])
+def test_model_domain_round_trip_keeps_10_bit_codes(trc: int, worst: int) -> None:
+    """to_rgb's SDR-like mapping and from_rgb's inverse give back every 10-bit code (PQ: within
+    one code above ~7000 cd/m2, where the highlight knee is steepest)."""
+    import numpy as np
+
+    from vsr.media.color import model_domain_table
+
+    forward = model_domain_table(trc, 16, False)
+    inverse = model_domain_table(trc, 16, True)
+    codes = np.arange(1024)
+    back = np.round(inverse[forward[codes * 65535 // 1023]] / 65535 * 1023)
+    assert np.abs(back - codes).max() <= worst
+    assert np.all(np.diff(forward.astype(np.int64)) >= 0)  # monotonic: no order flips
+    # What the model sees: HDR reference white (203 cd/m2) where SDR pictures have white.
+    white = {16: 0.5807, 18: 0.75}[trc]
+    assert forward[round(white * 65535)] / 65535 == pytest.approx(0.95, abs=0.01)

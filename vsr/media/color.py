@@ -5,14 +5,26 @@ source's own matrix and range, and tagging the output the same way, is what keep
 from shifting. An untagged source is converted with the matrix players assume for its size,
 and the output is tagged with that choice explicitly: the output is larger, and a player
 guessing again from the new size would pick a different matrix.
+
+PQ and HLG pictures are handed to the model in an SDR-like domain, not as code values: display
+light relative to HDR reference white (203 cd/m2), gamma-encoded like SDR, highlights above
+white compressed by an invertible knee (`vsr.media.transfer.to_model_domain`). The models were
+trained on SDR pictures; measured on real clips (README, "HDR"), animevideov3 loses 1-3 dB
+PSNR-Y when it sees PQ/HLG code values instead. `to_rgb` applies it and `from_rgb` undoes it,
+through 16-bit lookup tables.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import av
+import numpy as np
+import torch
 from av.video.reformatter import Interpolation
+
+from vsr.media.transfer import from_model_domain, to_model_domain
 
 # FFmpeg's enum values (libavutil/pixfmt.h) -> the names ffprobe prints.
 MATRIX_NAMES = {
@@ -153,10 +165,58 @@ def is_yuv(pix_fmt: str) -> bool:
     return pix_fmt.startswith(("yuv", "nv", "p0", "p2", "p4", "y2", "uyv", "yuyv", "yvyu", "v210"))
 
 
+HDR_TRANSFERS = {16: "pq", 18: "hlg"}
+
+
+@functools.lru_cache(maxsize=8)
+def model_domain_table(trc: int, bits: int, inverse: bool) -> np.ndarray:
+    """Code value -> model domain (or back) for every value of a `bits`-deep channel."""
+    top = (1 << bits) - 1
+    values = torch.arange(top + 1, dtype=torch.float64) / top
+    transfer = HDR_TRANSFERS[trc]
+    mapped = from_model_domain(values, transfer) if inverse else to_model_domain(values, transfer)
+    table = (mapped.clamp(0, 1) * top).round().numpy()
+    return table.astype(np.uint16 if bits > 8 else np.uint8)
+
+
+def _map_rgb(frame: av.VideoFrame, color: ColorInfo, inverse: bool) -> av.VideoFrame:
+    name = frame.format.name
+    bits = 16 if name.endswith(("48le", "64le")) else 8
+    table = model_domain_table(color.trc, bits, inverse)
+    array = frame.to_ndarray()
+    # Alpha (the 4th channel) is coverage, not light: it stays as it is.
+    array[..., :3] = table[array[..., :3]]
+    out = av.VideoFrame.from_ndarray(array, format=name)
+    out.pts = frame.pts
+    if frame.time_base is not None:
+        out.time_base = frame.time_base
+    return out
+
+
 def to_rgb(
+    frame: av.VideoFrame,
+    color: ColorInfo,
+    rgb_format: str,
+    width: int,
+    height: int,
+    *,
+    model_domain: bool = True,
+) -> av.VideoFrame:
+    """Decode-side conversion with the stream's own matrix and range, into full-range RGB;
+    PQ/HLG pictures into the SDR-like model domain unless `model_domain` is False."""
+    out = _to_rgb(frame, color, rgb_format, width, height)
+    if model_domain and color.trc in HDR_TRANSFERS and out.format.name in _MAPPABLE:
+        return _map_rgb(out, color, inverse=False)
+    return out
+
+
+# Packed RGB formats a lookup table can map channel by channel.
+_MAPPABLE = {"rgb24", "rgb48le", "rgba", "rgba64le"}
+
+
+def _to_rgb(
     frame: av.VideoFrame, color: ColorInfo, rgb_format: str, width: int, height: int
 ) -> av.VideoFrame:
-    """Decode-side conversion with the stream's own matrix and range, into full-range RGB."""
     src = frame.format.name
     if not is_yuv(src):
         return frame.reformat(width, height, rgb_format, interpolation=CONVERT_FLAGS)
@@ -171,8 +231,13 @@ def to_rgb(
     )
 
 
-def from_rgb(frame: av.VideoFrame, color: ColorInfo, pix_fmt: str) -> av.VideoFrame:
-    """Encode-side conversion back to the output format, tagged like the source."""
+def from_rgb(
+    frame: av.VideoFrame, color: ColorInfo, pix_fmt: str, *, model_domain: bool = True
+) -> av.VideoFrame:
+    """Encode-side conversion back to the output format, tagged like the source; PQ/HLG
+    pictures come back from the model domain unless `model_domain` is False."""
+    if model_domain and color.trc in HDR_TRANSFERS and frame.format.name in _MAPPABLE:
+        frame = _map_rgb(frame, color, inverse=True)
     if is_yuv(pix_fmt):
         out = frame.reformat(
             format=pix_fmt,

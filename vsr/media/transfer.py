@@ -88,6 +88,45 @@ def from_sdr_like(value: torch.Tensor, transfer: str) -> torch.Tensor:
     return from_nits(value.clamp(min=0).pow(SDR_GAMMA) * REFERENCE_WHITE, transfer)
 
 
+# Above this, the SDR-like values (reference white = 1.0, PQ peak = 4.87) are compressed into
+# [KNEE, 1) by a Reinhard curve: slope 1 at the knee (no visible joint), invertible, and still
+# about 1% of luminance per 16-bit step at 10000 cd/m2, so highlights survive the round trip.
+KNEE = 0.9
+
+
+def compress_highlights(value: torch.Tensor) -> torch.Tensor:
+    t = (value - KNEE).clamp(min=0) / (1 - KNEE)
+    return torch.where(value <= KNEE, value, KNEE + (1 - KNEE) * t / (1 + t))
+
+
+def expand_highlights(value: torch.Tensor) -> torch.Tensor:
+    u = ((value - KNEE) / (1 - KNEE)).clamp(0, 1 - 1e-9)
+    return torch.where(value <= KNEE, value, KNEE + (1 - KNEE) * u / (1 - u))
+
+
+def to_model_domain(code: torch.Tensor, transfer: str) -> torch.Tensor:
+    """PQ/HLG code values -> what an SDR-trained model should see, in [0, 1] (per channel)."""
+    return compress_highlights(to_sdr_like_channels(code, transfer))
+
+
+def from_model_domain(value: torch.Tensor, transfer: str) -> torch.Tensor:
+    return from_sdr_like_channels(expand_highlights(value.clamp(0, 1)), transfer)
+
+
+def to_sdr_like_channels(code: torch.Tensor, transfer: str) -> torch.Tensor:
+    """`to_sdr_like` channel by channel: HLG's OOTF applied to each channel instead of to
+    luminance (BT.2100's simplification), so that a lookup table per channel is exact."""
+    nits = pq_to_nits(code) if transfer == "pq" else HLG_PEAK * hlg_to_scene(code).pow(1.2)
+    return (nits / REFERENCE_WHITE).clamp(min=0).pow(1 / SDR_GAMMA)
+
+
+def from_sdr_like_channels(value: torch.Tensor, transfer: str) -> torch.Tensor:
+    nits = value.clamp(min=0).pow(SDR_GAMMA) * REFERENCE_WHITE
+    if transfer == "pq":
+        return nits_to_pq(nits)
+    return scene_to_hlg((nits / HLG_PEAK).clamp(0, 1).pow(1 / 1.2))
+
+
 def bt1886_to_nits(sdr: torch.Tensor) -> torch.Tensor:
     """An SDR picture (BT.709 gamma) as HDR display light, its white at reference white."""
     return sdr.clamp(0, 1).pow(SDR_GAMMA) * REFERENCE_WHITE
