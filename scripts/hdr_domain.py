@@ -43,10 +43,12 @@ from vsr.models.registry import create_processor
 TRC = {"pq": 16, "hlg": 18}
 
 
-def read_sdr(path: Path, frames: int) -> torch.Tensor:
+def read_sdr(path: Path, frames: int, start: float) -> torch.Tensor:
     out = []
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
+            if frame.time is not None and frame.time < start:
+                continue
             out.append(torch.from_numpy(frame_to_rgb(frame)).permute(2, 0, 1).float() / 255)
             if len(out) == frames:
                 break
@@ -127,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", nargs="+", type=Path, required=True)
     parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--start", type=float, default=0.0, help="seconds to skip in each clip")
     parser.add_argument("--models", nargs="+", default=["bicubic", "realesr-animevideov3"])
     parser.add_argument("--precision", default="fp32")
     args = parser.parse_args()
@@ -134,7 +137,7 @@ def main() -> None:
     print("| clip | transfer | method | PSNR-Y code values | PSNR-Y sdr-like | difference |")
     print("|---|---|---|---|---|---|")
     for path in args.clips:
-        sdr = read_sdr(path, args.frames)
+        sdr = read_sdr(path, args.frames, args.start)
         for transfer in ("pq", "hlg"):
             color = color_of(transfer)
             hr_code = from_nits(bt709_to_bt2020(bt1886_to_nits(sdr)), transfer)
@@ -149,7 +152,8 @@ def main() -> None:
                     scores[domain] = psnr_y(decode(encode(out, transfer)), reference)
                 diff = scores["sdr-like"] - scores["code"]
                 print(
-                    f"| {path.name} {sdr.shape[-1]}x{sdr.shape[-2]} | {transfer.upper()} | "
+                    f"| {path.name} {sdr.shape[-1]}x{sdr.shape[-2]} from {args.start:g} s | "
+                    f"{transfer.upper()} | "
                     f"{model} | {scores['code']:.2f} | {scores['sdr-like']:.2f} | {diff:+.2f} |",
                     flush=True,
                 )

@@ -204,14 +204,18 @@ def to_rgb(
 ) -> av.VideoFrame:
     """Decode-side conversion with the stream's own matrix and range, into full-range RGB;
     PQ/HLG pictures into the SDR-like model domain unless `model_domain` is False."""
-    out = _to_rgb(frame, color, rgb_format, width, height)
-    if model_domain and color.trc in HDR_TRANSFERS and out.format.name in _MAPPABLE:
-        return _map_rgb(out, color, inverse=False)
-    return out
+    if not (model_domain and color.trc in HDR_TRANSFERS and rgb_format in _MAPPABLE):
+        return _to_rgb(frame, color, rgb_format, width, height)
+    # Mapped at 16 bits even for an 8-bit result (eval, previews): an 8-bit table on 8-bit PQ
+    # would band.
+    deep = _DEEP.get(rgb_format, rgb_format)
+    out = _map_rgb(_to_rgb(frame, color, deep, width, height), color, inverse=False)
+    return out if deep == rgb_format else out.reformat(format=rgb_format)
 
 
 # Packed RGB formats a lookup table can map channel by channel.
 _MAPPABLE = {"rgb24", "rgb48le", "rgba", "rgba64le"}
+_DEEP = {"rgb24": "rgb48le", "rgba": "rgba64le"}
 
 
 def _to_rgb(
