@@ -228,11 +228,8 @@ def _check_hdr_depth(
     if not hdr.is_hdr or bit_depth_of(pix_fmt) >= 10:
         return
     transfer = "PQ" if hdr.transfer == "pq" else "HLG"
-    what = (
-        f"the input is {hdr.format} HDR"
-        if hdr.format == transfer
-        else (f"the input is {hdr.format} HDR ({transfer})")
-    )
+    kind = hdr.format if hdr.format == transfer else f"{hdr.format} ({transfer})"
+    what = f"the input is {kind} HDR"
     sdr = "for SDR, tone-map the input first with FFmpeg's zscale+tonemap or libplacebo"
     if chosen:
         raise UsageError(
