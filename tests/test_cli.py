@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,13 +55,23 @@ def test_top_level_help_lists_commands(cli: Cli) -> None:
         assert command in result.out
 
 
-def test_quiet_on_a_pipe_unless_asked(cli: Cli, small: clips.Clip, tmp_path: Path) -> None:
+def test_one_summary_line_on_a_pipe(cli: Cli, small: clips.Clip, tmp_path: Path) -> None:
+    """No progress bar without a terminal, but one line at the end, as FFmpeg prints."""
     out = tmp_path / "out.mp4"
     result = cli("upscale", small.path, "-o", out, *FAST)
     assert result.code == 0, result.err
     assert result.out == ""
-    assert result.err == ""
+    assert len(result.error_lines) == 1, result.err
+    line = result.error_lines[0]
+    match = re.fullmatch(
+        r"vsr: (.+) -> (.+): (\d+) frames in ([\d.]+) s \(([\d.]+) fps; bicubic, cpu, fp32\)",
+        line,
+    )
+    assert match, line
+    assert (match[1], match[2], int(match[3])) == (str(small.path), str(out), 4)
     assert out.is_file()
+    quiet = cli("upscale", small.path, "-o", out, *FAST, "--overwrite", "--quiet")
+    assert quiet.code == 0 and quiet.err == "" and quiet.out == ""
 
 
 def test_json_is_the_only_stdout(cli: Cli, small: clips.Clip, tmp_path: Path) -> None:
@@ -244,6 +255,9 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
         text=True,
         env=env,
+        # A runner started in the background (or under nohup) ignores SIGINT, and children
+        # inherit that; a user's vsr at a terminal does not, so neither does this one.
+        preexec_fn=_default_sigint,
     )
     try:
         # Wait until the run is under way: its temporary output appears beside the target.
@@ -265,6 +279,10 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
     assert "Traceback" not in stderr
     assert not out.exists()
     assert files_in(tmp_path) == {src.path.name}, "a temporary file was left behind"
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_bench_reports_every_stage(cli: Cli, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from Python, from the command line and from a job file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ from vsr.config import UpscaleOptions
 
 if TYPE_CHECKING:
     from vsr.presets import Preset
-from vsr.errors import ConfigError, InputNotFoundError, UsageError
+from vsr.errors import ConfigError, UsageError
 from vsr.media.probe import MediaInfo
 from vsr.media.probe import probe as _probe
 from vsr.pipeline import UpscaleResult, upscale_file
@@ -57,22 +57,29 @@ def split_preset(preset: str | None, encoder_preset: str | None) -> tuple[str | 
 
 
 def resolve_preset(
-    preset: str | Path | Preset | None = None, overrides: Mapping[str, Any] | None = None
+    preset: str | Path | Preset | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    trusted_options: Iterable[str] | None = None,
 ) -> Preset:
     """A preset (name, path or object; None: the defaults) with `overrides` on top.
 
     `overrides` are preset keys (vsr.presets.OVERRIDE_KEYS); None means "not given". Every
     value goes through the preset checker, so a typo fails the same way from Python, the
-    command line and a job file.
+    command line and a job file. A preset file's encoder options that name a file are refused
+    unless the caller gives that key itself: ``trusted_options`` (default: the keys of
+    ``overrides["encoder_options"]``, what the command line or the Python caller passed).
     """
-    from vsr.presets import Preset, load_preset, merge
+    from vsr.presets import Preset, load_preset, merge, option_keys
 
+    if trusted_options is None:
+        trusted_options = option_keys((overrides or {}).get("encoder_options"))
     if preset is None:
         base = Preset(name="defaults")
     elif isinstance(preset, Preset):
         base = preset
     else:
-        base = load_preset(preset)
+        base = load_preset(preset, trusted_options=trusted_options)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     if "tile" in given:
         tile = parse_tile(given["tile"])
@@ -208,15 +215,24 @@ def run(
     *,
     progress: Callable[[int, int | None], None] | None = None,
     notify: Callable[[str], None] | None = None,
+    on_model: Callable[[Mapping[str, object]], None] | None = None,
 ) -> UpscaleResult:
-    """Upscale with a ready-made options object (what presets and batch jobs build)."""
+    """Upscale with a ready-made options object (what presets and batch jobs build).
+
+    ``on_model`` is called once the model is loaded, with its resolved settings (device,
+    precision, tiling ...): what a progress line shows.
+    """
+    from vsr import preflight
     from vsr.models.registry import create_processor
     from vsr.pipeline import check_paths
 
-    # Cheap checks first: a missing input or an existing output fails before a model loads.
-    check_paths(Path(input), Path(output), options.overwrite)
-    if not Path(input).exists():
-        raise InputNotFoundError("no such file", path=input)
+    input_path, output_path = Path(input), Path(output)
+    # Cheap checks first, before a model loads, in the order a user fixes things: an existing
+    # output must not hide a missing input, a non-media input or a misspelt checkpoint.
+    preflight.check_input(input_path)
+    preflight.check_model(options.model)
+    check_paths(input_path, output_path, options.overwrite)
+    preflight.check_output_folder(output_path)
     early: list[str] = []
 
     def note(message: str) -> None:
@@ -225,7 +241,18 @@ def run(
             notify(message)
 
     processor = create_processor(options.model, notify=note)
-    result = upscale_file(input, output, options, processor, progress=progress, notify=notify)
+    if on_model is not None:
+        on_model(dict(processor.settings))
+    tracker = preflight.SpaceTracker(input_path, output_path)
+    with preflight.output_errors(tracker):
+        result = upscale_file(
+            input_path,
+            output_path,
+            options,
+            processor,
+            progress=tracker.wrap(progress),
+            notify=notify,
+        )
     # Notices from loading the model (resize to a non-native scale, forced tiling ...) and
     # from the processor while it ran (an out-of-memory back-off) belong in the summary too.
     later = [n for n in getattr(processor, "notices", []) if n not in early]

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,7 @@ from vsr.config import UpscaleOptions
 from vsr.errors import ConfigError, InputNotFoundError, Interrupted, UsageError, VsrError
 from vsr.media.probe import IMAGE_SUFFIXES
 from vsr.media.remux import CONTAINERS
-from vsr.presets import Preset
+from vsr.presets import Preset, option_keys, refuse_file_options
 
 if TYPE_CHECKING:
     # Only for annotations: importing the pipeline brings torch, and the CLI builds this
@@ -184,6 +184,7 @@ def resolve_job_options(
     skip_corrupt: bool = False,
     segment_seconds: float | None = None,
     keep_manifest: bool = False,
+    trusted_options: Iterable[str] | None = None,
 ) -> tuple[Preset, UpscaleOptions]:
     """Load a preset (name, path or object), apply overrides, and build the pipeline options.
 
@@ -195,7 +196,7 @@ def resolve_job_options(
     """
     from vsr.api import options_from_preset, resolve_preset
 
-    resolved = resolve_preset(preset, overrides)
+    resolved = resolve_preset(preset, overrides, trusted_options=trusted_options)
     extra = {k: v for k, v in (model_extra or {}).items() if v is not None}
     if segment_seconds is not None:
         extra["segment_seconds"] = segment_seconds
@@ -396,6 +397,7 @@ def plan_job_file(
     overrides: Mapping[str, object] | None = None,
     model_extra: Mapping[str, Any] | None = None,
     overwrite: bool | None = None,
+    allow_outside: bool = False,
 ) -> list[BatchJob]:
     """The jobs of a TOML job file, all checked before anything runs.
 
@@ -405,6 +407,12 @@ def plan_job_file(
     or a folder when the input is one; default: ``output_dir``) and its own overrides.
     Relative paths are relative to the job file. ``overrides`` and ``model_extra`` (the
     command line's; None values are not given) win over everything in the file.
+
+    Job files get shared, so they are not trusted to write anywhere: every output (and
+    ``output_dir``) must resolve inside the job file's folder or the ``output_dir`` argument
+    (the command line's -o), symlinks and ``..`` included, unless the file gives an absolute
+    path and ``allow_outside`` is set; and encoder options that name a file (two-pass stats,
+    dumps ...) are refused unless the command line gives them (``overrides``).
     """
     job_file = Path(path)
     if not job_file.is_file():
@@ -423,11 +431,18 @@ def plan_job_file(
             "expected at least one [[job]] table with an input", path=job_file, hint=None
         )
     defaults = {k: v for k, v in table.items() if k not in ("job", "output_dir")}
+    roots = [base_dir] + ([Path(output_dir)] if output_dir is not None else [])
+    trusted = option_keys((overrides or {}).get("encoder_options"))
+
+    def confine(target: Path, raw: object, key: str, where: str) -> None:
+        _confine(target, raw, key, where, roots, allow_outside, job_file)
+
     default_out: Path | None = None
     if output_dir is not None:
         default_out = Path(output_dir)
     elif "output_dir" in table:
         default_out = _rel(base_dir, table["output_dir"])
+        confine(default_out, table["output_dir"], "output_dir", "top level")
 
     pairs: list[tuple[Path, Path, str]] = []
     resolved: list[tuple[Preset, UpscaleOptions, str]] = []
@@ -443,6 +458,11 @@ def plan_job_file(
         if not input_path.exists():
             raise ConfigError(f"{where}: input {str(input_path)!r} not found", path=job_file)
         container = settings.pop("container", None)
+
+        def fail(message: str, hint: str | None, where: str = where) -> ConfigError:
+            return ConfigError(f"{where}: {message}", path=job_file, hint=hint)
+
+        refuse_file_options(settings.get("encoder_options") or {}, trusted, fail, "encoder_options")
         try:
             if container is not None:
                 container = normalise_container(container)
@@ -461,11 +481,13 @@ def plan_job_file(
                 overwrite=overwrite if overwrite is not None else settings.get("overwrite", False),
                 skip_corrupt=settings.get("skip_corrupt", False),
                 keep_manifest=True,
+                trusted_options=trusted,
             )
         except VsrError as exc:
             raise _job_error(exc, where, job_file) from exc
         if "output" in job:
             output = _rel(base_dir, job["output"])
+            confine(output, job["output"], "output", where)
             output_is_dir = input_path.is_dir() or (output.is_dir() and not output.suffix)
         elif default_out is not None:
             output, output_is_dir = default_out, True
@@ -485,6 +507,8 @@ def plan_job_file(
         except VsrError as exc:
             raise _job_error(exc, where, job_file) from exc
         for src, dst in expanded:
+            # A folder job's files too: a symlinked subfolder must not lead outside.
+            confine(dst, job.get("output", str(dst)), "output", where)
             origin = f"{job_file.name}, {where}"
             pairs.append((src, dst, origin if len(expanded) == 1 else f"{origin} ({src.name})"))
             resolved.append((preset, options, origin))
@@ -497,6 +521,35 @@ def plan_job_file(
     ]
 
 
+def _confine(
+    target: Path,
+    raw: object,
+    key: str,
+    where: str,
+    roots: Sequence[Path],
+    allow_outside: bool,
+    job_file: Path,
+) -> None:
+    """A job file's output must stay inside its folder (or -o) unless the user allows more."""
+    real = target.resolve()
+    for root in roots:
+        if real.is_relative_to(root.resolve()):
+            return
+    absolute = isinstance(raw, str) and Path(raw).expanduser().is_absolute()
+    if absolute and allow_outside:
+        return
+    inside = " or ".join(str(r) for r in roots)
+    raise ConfigError(
+        f"{where}: {key} {raw!r} is {real}, outside {inside}",
+        path=job_file,
+        hint="a job file writes only inside its own folder or -o; pass --allow-outside to let "
+        "it write to this absolute path"
+        if absolute
+        else "a job file writes only inside its own folder or -o, and a relative path may not "
+        "climb out of it",
+    )
+
+
 def _rel(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
@@ -504,6 +557,8 @@ def _rel(base: Path, value: str) -> Path:
 
 def _job_error(exc: VsrError, where: str, job_file: Path) -> ConfigError:
     message = exc.message.removeprefix("command line: ")
+    if exc.path is not None and exc.path != job_file and str(exc.path) not in message:
+        message = f"{exc.path}: {message}"  # the preset file the job names
     return ConfigError(f"{where}: {message}", path=job_file, hint=exc.hint)
 
 
@@ -1001,6 +1056,11 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress or notices")
     p.add_argument("--no-html", action="store_true", help="skip the HTML report")
+    p.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="let a job file write to absolute paths outside its folder and -o",
+    )
     from vsr.cli import _add_checkpoint_arg
 
     _add_checkpoint_arg(p)
@@ -1020,6 +1080,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[list[BatchJob], Path]:
             overrides=overrides,
             model_extra=model_extra,
             overwrite=True if args.overwrite else None,
+            allow_outside=args.allow_outside,
         )
         if preset is not None:
             raise UsageError("--preset does not apply to a job file; set preset = ... in the file")

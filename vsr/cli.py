@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import importlib
 import json
 import os
+import re
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, NoReturn
 
 from vsr import __version__
 from vsr.config import (
@@ -22,10 +26,49 @@ from vsr.errors import Interrupted, UsageError, VsrError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line and exit code 2 like every other usage error."""
+    """argparse, but a bad option is one line and exit code 2 like every other usage error.
+
+    Prefixes of long options are not accepted (``--scal`` is not ``--scale``): a shortened
+    flag in a script would silently change meaning the day another option starts the same
+    way. A misspelt option or command gets a did-you-mean instead.
+    """
+
+    # Every parser that parsed, outermost first: the last is the (sub)command's own, whose
+    # options are the ones a misspelt flag was meant to be.
+    parsed: ClassVar[list[argparse.ArgumentParser]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        _Parser.parsed.append(self)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        parser = _Parser.parsed[-1] if _Parser.parsed else self
+        guess = _guess(message, parser)
+        see = f"see '{parser.prog} --help'"
+        raise UsageError(f"{message} ({f'{guess} ' if guess else ''}{see})")
+
+
+def _guess(message: str, parser: argparse.ArgumentParser) -> str | None:
+    """'did you mean ...?' for an unknown option or an invalid choice (a command name)."""
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        word, options = choice.group(1), re.findall(r"'([^']*)'", choice.group(2))
+    else:
+        unknown = re.search(r"unrecognized arguments: (.*)", message)
+        flags = [w.split("=")[0] for w in (unknown.group(1).split() if unknown else ())]
+        flags = [w for w in flags if w.startswith("--")]
+        if not flags:
+            return None
+        word = flags[0]
+        options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
 
 
 def _parse_memory(text: str) -> int:
@@ -269,6 +312,14 @@ class _Progress:
         self.enabled = enabled and sys.stderr.isatty()
         self.label = label
 
+    def describe(self, settings: Any) -> None:
+        """Once the model is loaded: its device and precision join the label."""
+        detail = " ".join(str(settings[k]) for k in ("device", "precision") if settings.get(k))
+        if detail:
+            self.label = f"{self.label} [{detail}]"
+            if self.bar is not None:
+                self.bar.set_description(self.label)
+
     def __call__(self, done: int, total: int | None) -> None:
         if not self.enabled:
             return
@@ -293,6 +344,18 @@ class _Progress:
             self.bar.close()
 
 
+def summary_line(result: Any) -> str:
+    """One line for the end of a run, on a terminal or not (as FFmpeg prints its own)."""
+    settings = result.settings
+    how = ", ".join(
+        str(v) for v in (result.model, settings.get("device"), settings.get("precision")) if v
+    )
+    return (
+        f"vsr: {result.input} -> {result.output}: {result.frames} frames in "
+        f"{result.seconds:.1f} s ({result.fps:.2f} fps; {how})"
+    )
+
+
 def cmd_upscale(args: argparse.Namespace) -> int:
     from vsr.api import run
 
@@ -306,17 +369,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             options,
             progress=progress,
             notify=_notifier(show and not args.json),
+            on_model=progress.describe,
         )
     finally:
         progress.close()
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
-    elif show and sys.stderr.isatty():
-        print(
-            f"vsr: {result.output}: {result.frames} frames in {result.seconds:.1f} s "
-            f"({result.fps:.2f} fps)",
-            file=sys.stderr,
-        )
+    elif show:
+        print(summary_line(result), file=sys.stderr)
     return 0
 
 
@@ -540,16 +600,57 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that a run stops the same clean way."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops_cleanly() -> Iterator[list[bool]]:
+    """While the CLI runs, SIGTERM (kill, systemd, docker stop) acts like Ctrl-C.
+
+    The handler raises in the main thread, where every ``except KeyboardInterrupt`` already
+    cleans up (temporary files go, finished segments stay for a resume); the flag tells the
+    exit code apart: 143, as a shell reports a process SIGTERM ended.
+    """
+    seen = [False]
+
+    def handler(_signum: int, _frame: Any) -> None:
+        if not seen[0]:
+            seen[0] = True
+            raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding app): leave signals alone
+        yield seen
+        return
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     debug = bool(os.environ.get("VSR_DEBUG"))
+    with _sigterm_stops_cleanly() as terminated:
+        code = _main(argv, debug, terminated)
+        # The pipeline and batch turn the interrupt into their own "stopped" result (130).
+        return 143 if terminated[0] and code == Interrupted.exit_code else code
+
+
+def _main(argv: Sequence[str] | None, debug: bool, terminated: list[bool]) -> int:
     try:
         words = list(sys.argv[1:] if argv is None else argv)
+        _Parser.parsed.clear()
         args = build_parser(wants_train="train" in words[:1]).parse_args(words)
         return COMMANDS[args.command](args)
     except Interrupted as exc:
-        print(exc.message, file=sys.stderr)
+        print(f"{exc.message} (terminated)" if terminated[0] else exc.message, file=sys.stderr)
         return exc.exit_code
+    except _Terminated:
+        print("Aborted! (terminated)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("Aborted!", file=sys.stderr)
         return 130

@@ -51,6 +51,10 @@ class InputNotFoundError(InputError, FileNotFoundError):
     pass
 
 
+class InputPermissionError(InputError, PermissionError):
+    """An input vsr may not read, or that sits in a folder it may not search."""
+
+
 class NotMediaError(InputError, ValueError):
     """The file is not a video, image or any format FFmpeg can read."""
 
@@ -94,6 +98,14 @@ class OutputExistsError(OutputError, FileExistsError):
 
 class OutputBusyError(OutputError):
     """Another vsr process is writing the same output (it holds the job's lock)."""
+
+
+class OutputPermissionError(OutputError, PermissionError):
+    """The output folder is read-only or not ours to write."""
+
+
+class NoSpaceError(OutputError):
+    """The disk (or quota) filled up while writing the output."""
 
 
 class ContainerError(OutputError):

@@ -37,7 +37,12 @@ from vsr.config import UpscaleOptions
 from vsr.errors import Interrupted, OutputExistsError, UsageError, VsrError
 from vsr.media import remux
 from vsr.media.decode import DecodedFrame, OutputWindow, SeekMissed, VideoReader
-from vsr.media.encode import OutputWriter, StreamReport, choose_video_encoding
+from vsr.media.encode import (
+    OutputWriter,
+    StreamReport,
+    check_encoding,
+    choose_video_encoding,
+)
 from vsr.media.filters import (
     FilterChain,
     FilterSpec,
@@ -390,6 +395,11 @@ def _upscale_video(
             )
             return resume.JobPlan(total or video.frames, limit, stamped)
 
+        # Before any resume state is written: an encoder or container that refuses the job
+        # fails here and leaves nothing behind.
+        check_encoding(
+            encoding, info, container, [p for p in plans if p.action == "encode"], fmt, *size
+        )
         state = resume.prepare(
             input_path, output, resume.job_settings(options), video.time_base, make_plan
         )

@@ -191,11 +191,17 @@ def segment_checksum(segment: Segment, directory: Path) -> str:
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(manifest.to_json())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(manifest.to_json())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk fails here too: no half-written manifest is left beside the output.
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def read_manifest(path: Path) -> Manifest | None:

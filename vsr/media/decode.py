@@ -22,6 +22,7 @@ import av.logging
 import numpy as np
 
 from vsr.errors import CorruptInputError, EmptyInputError
+from vsr.media.avlog import errors_logged
 from vsr.media.color import to_rgb
 from vsr.media.filters import FilterChain
 from vsr.media.probe import VideoInfo
@@ -171,13 +172,8 @@ class VideoReader:
             s for s in self.container.streams if s.index in self.copy_indices and s is not stream
         ]
         demuxer = self.container.format.name
-        previous_level = av.logging.get_level()
-        av.logging.set_level(av.logging.ERROR)
-        try:
-            with av.logging.Capture(local=False) as logs:
-                yield from self._run(stream, streams, logs, demuxer)
-        finally:
-            av.logging.set_level(previous_level)
+        with errors_logged(), av.logging.Capture(local=False) as logs:
+            yield from self._run(stream, streams, logs, demuxer)
 
     def _run(
         self,

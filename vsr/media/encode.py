@@ -15,12 +15,14 @@ from typing import Any
 
 import av
 import av.error
+import av.logging
 import numpy as np
 
 from vsr.config import EncodeOptions
 from vsr.errors import ContainerError, EncoderError, UnsupportedCodecError, UsageError
 from vsr.media import hdr as hdr_meta
 from vsr.media import remux
+from vsr.media.avlog import errors_logged
 from vsr.media.color import from_rgb
 from vsr.media.probe import MediaInfo, VideoInfo, bit_depth_of, has_alpha
 from vsr.media.remux import StreamPlan
@@ -309,6 +311,128 @@ def hdr_notices(info: VideoInfo, codec: str) -> list[str]:
             "light levels are kept in the container only"
         )
     return notices
+
+
+def check_encoding(
+    encoding: VideoEncoding,
+    media: MediaInfo,
+    source: av.container.InputContainer,
+    video_plan: list[StreamPlan],
+    fmt: str,
+    width: int,
+    height: int,
+) -> None:
+    """One frame through the job's own writers, in a scratch folder, then read back.
+
+    The same `OutputWriter` calls as a real job: a segment file, then the final container
+    built from it. Options FFmpeg only checks when the encoder opens (a 2-pass stats file
+    that is not there), containers that refuse a codec only when the header is written
+    (rawvideo in Matroska, Annex B H.264 in AVI), and streams that would be written but read
+    back as garbage all fail here, before any state is written beside the output.
+    """
+    import tempfile
+
+    with (
+        errors_logged(),
+        av.logging.Capture() as logs,
+        tempfile.TemporaryDirectory(prefix="vsr-check-") as scratch,
+    ):
+        segment_path = Path(scratch) / "segment.mkv"
+        final_path = Path(scratch) / f"final.{fmt}"
+        segment = OutputWriter(
+            segment_path,
+            "matroska",
+            media,
+            source,
+            video_plan,
+            encoding,
+            width,
+            height,
+            segment=True,
+        )
+        try:
+            segment.open()
+            deep = bit_depth_of(encoding.pix_fmt) > 8
+            rgb = np.zeros((height, width, 3), np.uint16 if deep else np.uint8)
+            segment.write_frame(rgb, None, 0, 1)
+            segment.close()
+        except (av.error.FFmpegError, ValueError, EncoderError) as exc:
+            segment.abort()
+            raise UsageError(
+                f"{encoding.codec} cannot encode {width}x{height} {encoding.pix_fmt} with "
+                f"these settings: {_reason(exc, logs)}",
+                hint="check --encoder-option, --crf, --encoder-preset and --pix-fmt",
+            ) from exc
+        try:
+            first = av.open(str(segment_path))
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise EncoderError(
+                f"this FFmpeg cannot read {encoding.codec} video back ({_reason(exc, logs)}), "
+                "which joining vsr's segments needs",
+                hint="pick another --codec",
+            ) from exc
+        with first:
+            final = OutputWriter(
+                final_path,
+                fmt,
+                media,
+                source,
+                video_plan,
+                encoding,
+                width,
+                height,
+                video_template=first.streams.video[0],
+            )
+            try:
+                final.open()
+                packets = (p for p in first.demux(video=0) if p.size)
+                for packet, stamp in zip(packets, segment.packet_log, strict=False):
+                    final.write_video_packet(packet, stamp[0], stamp[1], stamp[2])
+                final.close()
+            except av.codec.codec.UnknownCodecError as exc:
+                final.abort()
+                raise EncoderError(
+                    f"this FFmpeg has no decoder for {encoding.codec} video ({exc}), which "
+                    "joining vsr's segments needs",
+                    hint="pick another --codec",
+                ) from exc
+            except (av.error.FFmpegError, ValueError, EncoderError) as exc:
+                final.abort()
+                raise ContainerError(
+                    f"the {fmt} container can't hold {encoding.codec} video: {_reason(exc, logs)}",
+                    hint="pick another --codec, or write "
+                    + (".nut (it holds any codec)" if fmt == "matroska" else ".mkv or .nut"),
+                ) from exc
+        # Read it back: a stream the container describes wrongly (raw video whose pixel
+        # format is lost on the way) would be written fine and play as garbage.
+        # (Only the size is compared: decoders may name an equal format differently, such
+        # as yuvj420p for full-range yuv420p.)
+        got = _first_frame_of(final_path)
+        if got is None or got[:2] != (width, height):
+            seen = "no frame" if got is None else f"{got[0]}x{got[1]} {got[2]}"
+            raise ContainerError(
+                f"{encoding.codec} video written to {fmt} does not read back as it was "
+                f"encoded ({width}x{height} {encoding.pix_fmt}; it reads as {seen})",
+                hint="pick another --codec (for lossless video: --codec ffv1 in .mkv)",
+            )
+
+
+def _first_frame_of(path: Path) -> tuple[int, int, str] | None:
+    try:
+        with av.open(str(path), "r") as container:
+            for frame in container.decode(video=0):
+                return frame.width, frame.height, frame.format.name
+    except (av.error.FFmpegError, ValueError):
+        return None
+    return None
+
+
+def _reason(exc: BaseException, logs: list[tuple[int, str, str]]) -> str:
+    """FFmpeg's own words (its last error log line) rather than "Invalid argument"."""
+    lines = [m.strip() for level, _name, m in logs if level <= av.logging.ERROR and m.strip()]
+    if lines:
+        return " ".join(lines[-1].split())
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def _num(value: float) -> str:

@@ -213,6 +213,10 @@ def _stream_info(stream: av.stream.Stream) -> StreamInfo:
         if stream.type == "audio":
             channels = cc.channels
             sample_rate = cc.sample_rate
+    if not codec:
+        # Data streams (a QuickTime timecode track, GoPro telemetry) have no codec FFmpeg
+        # names; say what the container says they are rather than nothing.
+        codec = "timecode" if "timecode" in meta else meta.get("handler_name") or "unknown"
     return StreamInfo(
         index=stream.index,
         type=stream.type,

@@ -326,6 +326,96 @@ def detect_architecture(state: StateDict) -> DetectedArch | None:
     return None
 
 
+def _first_dim(state: StateDict, keys: list[str], dim: int = 0) -> int | None:
+    for key in keys:
+        shape = _shape(state, key)
+        if shape is not None and len(shape) > dim:
+            return int(shape[dim])
+    return None
+
+
+def _rrdbnet_candidates(state: StateDict) -> list[DetectedArch]:
+    """RRDBNet shapes a partial state dict could come from (read from what is there)."""
+    tops = ("conv_first.", "conv_body.", "conv_up1.", "conv_up2.", "conv_hr.", "conv_last.")
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.rdb[123]\.", k))}
+    if not blocks or not any(k.startswith(tops) for k in state):
+        return []
+    feat = _first_dim(state, ["conv_body.weight", "conv_up1.weight", "conv_hr.weight"])
+    feat = feat or _first_dim(state, ["conv_first.weight", "conv_last.weight"], 0)
+    grow = _first_dim(
+        state, [f"body.{b}.rdb{r}.conv1.weight" for b in sorted(blocks) for r in (1, 2, 3)]
+    )
+    out_ch = _first_dim(state, ["conv_last.weight"]) or 3
+    first_in = _first_dim(state, ["conv_first.weight"], 1)
+    if feat is None or grow is None:
+        return []
+    scales = [4, 2, 1]
+    if first_in is not None:
+        ratio = first_in // out_ch
+        scales = [s for s, u in ((4, 1), (2, 2), (1, 4)) if u * u == ratio] or scales
+    kwargs = {"num_in_ch": out_ch, "num_out_ch": out_ch, "num_feat": feat}
+    kwargs |= {"num_block": max(blocks) + 1, "num_grow_ch": grow}
+    return [DetectedArch("RRDBNet", {**kwargs, "scale": s}) for s in scales]
+
+
+def _srvgg_candidates(state: StateDict) -> list[DetectedArch]:
+    """SRVGGNetCompact shapes a partial state dict could come from."""
+    indices = {int(m.group(1)) for k in state if (m := re.fullmatch(r"body\.(\d+)\.\w+", k))}
+    if (
+        not indices
+        or len(indices) < 3
+        or any(not re.fullmatch(r"body\.\d+\.\w+", k) for k in state)
+    ):
+        return []
+    top = max(indices)
+    last = top if top % 2 == 0 else top + 1  # the last conv has no activation after it
+    feat = _first_dim(state, [f"body.{i}.weight" for i in range(0, last, 2)])
+    feat = feat or _first_dim(state, [f"body.{i}.weight" for i in range(1, last, 2)])
+    in_ch = _first_dim(state, ["body.0.weight"], 1) or 3
+    out_total = _first_dim(state, [f"body.{last}.weight", f"body.{last}.bias"])
+    if feat is None:
+        return []
+    if out_total is not None:
+        root = math.isqrt(out_total // in_ch)
+        ups = [root] if root * root * in_ch == out_total else []
+    else:
+        ups = [4, 2, 3, 1]
+    return [
+        DetectedArch(
+            "SRVGGNetCompact",
+            {
+                "num_in_ch": in_ch,
+                "num_out_ch": in_ch,
+                "num_feat": feat,
+                "num_conv": last // 2 - 1,
+                "upscale": u,
+                "act_type": "prelu",
+            },
+        )
+        for u in ups
+        if last // 2 - 1 >= 0
+    ]
+
+
+def missing_tensors(state: StateDict) -> tuple[str, list[str]] | None:
+    """(architecture, missing keys) when the file is a known network short of some tensors.
+
+    Every tensor in the file must belong to the architecture with the right shape, and some
+    of the architecture's are absent: a truncated save or a hand-edited file, which is worth
+    naming rather than "not a known architecture".
+    """
+    for found in _rrdbnet_candidates(state) + _srvgg_candidates(state):
+        try:
+            expected = found.build().state_dict()
+        except ValueError:
+            continue
+        if not set(state) < set(expected):
+            continue
+        if all(tuple(expected[k].shape) == tuple(state[k].shape) for k in state):
+            return found.architecture, sorted(set(expected) - set(state))
+    return None
+
+
 def _describe_keys(state: StateDict) -> str:
     keys = sorted(state)
     sample = ", ".join(keys[:4])
@@ -453,6 +543,16 @@ def load_checkpoint(path: str | Path, *, name: str | None = None) -> LoadedModel
     found = detect_architecture(state)
     if found is not None:
         return _load_builtin(found, state, path, name)
+    partial = missing_tensors(state)
+    if partial is not None:
+        architecture, missing = partial
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        raise WeightsError(
+            f"looks like {architecture} but {len(missing)} tensor(s) are missing: "
+            f"{', '.join(missing[:8])}{more}",
+            path=path,
+            hint="the file is incomplete or damaged; download or export it again",
+        )
     return _load_spandrel(state, path, name)
 
 

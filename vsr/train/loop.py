@@ -318,6 +318,7 @@ def _initial_network(config: TrainConfig) -> tuple[TemporalNet, str | None, int]
     if config.init is None:
         return TemporalNet(config=config.network_config()), None, 0
     weights = resolve_weights(config.init)
+    _refuse_non_safetensors(weights)
     source = load_network(weights)
     if source.scale == config.scale:
         return source, _sha256(weights), len(source.state_dict())
@@ -330,6 +331,25 @@ def _initial_network(config: TrainConfig) -> tuple[TemporalNet, str | None, int]
     }
     network.load_state_dict(taken, strict=False)
     return network, _sha256(weights), len(taken)
+
+
+def _refuse_non_safetensors(weights: Path) -> None:
+    """--init reads only the safetensors `vsr train` writes; say why another file is refused.
+
+    A pickle (.pth) goes through the same restricted reader as any checkpoint first, so one
+    that would run code is reported as exactly that, not as an unreadable safetensors file.
+    """
+    if weights.suffix.lower() == ".safetensors":
+        return
+    from vsr.models.checkpoint import read_state_dict
+
+    read_state_dict(weights)  # raises UnsafeCheckpointError for a pickle that runs code
+    raise WeightsError(
+        "expected a .safetensors file written by `vsr train` (or a vsr-temporal-* name) for "
+        f"--init, got a {weights.suffix or 'suffix-less'} checkpoint",
+        path=weights,
+        hint="an ESRGAN/Compact checkpoint can be used with `vsr upscale --model`, not --init",
+    )
 
 
 _WORKER_SAMPLER: SequenceSampler | None = None
@@ -397,6 +417,9 @@ def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResu
         raise OutputExistsError(
             "already exists", path=output, hint="pass --overwrite to replace it"
         )
+    if config.init is not None:
+        # Before the clips load (minutes on a big set): a bad --init fails at once.
+        _refuse_non_safetensors(resolve_weights(config.init))
     state_path = config.state_dir / STATE_NAME
     if config.resume and not state_path.exists():
         raise UsageError(

@@ -1,0 +1,48 @@
+"""FFmpeg's error lines, wanted while decoding or checking an encoder, without PyAV's race.
+
+PyAV's log level is process-wide. Restoring its default (``set_level(None)``) while a decoder
+thread is already inside PyAV's log callback makes that thread compare the message level with
+None and print a ``TypeError`` traceback from ``av.logging``. So the level is raised once for
+all readers at a time (counted), and the quiet state afterwards is FFmpeg's own C callback at
+AV_LOG_QUIET: it prints nothing, takes no GIL, and PyAV's level stays a number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import av.logging
+
+_AV_LOG_QUIET = -8
+_lock = threading.Lock()
+_users = 0
+_saved: int | None = None
+# True while the quiet state is the one this module put in place (PyAV's level still reads
+# ERROR then, but nothing is captured or printed).
+_quieted = False
+
+
+@contextlib.contextmanager
+def errors_logged() -> Iterator[None]:
+    """PyAV's level at ERROR inside (for av.logging.Capture); the previous state after."""
+    global _users, _saved, _quieted
+    with _lock:
+        if _users == 0:
+            _saved = None if _quieted else av.logging.get_level()
+            av.logging.set_level(av.logging.ERROR)
+            _quieted = False
+        _users += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _users -= 1
+            if _users == 0:
+                if _saved is None:
+                    av.logging.restore_default_callback()
+                    av.logging.set_libav_level(_AV_LOG_QUIET)
+                    _quieted = True
+                else:
+                    av.logging.set_level(_saved)
