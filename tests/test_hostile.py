@@ -195,9 +195,16 @@ def test_input_in_unsearchable_folder_is_permission_denied(tmp_path: Path) -> No
     folder = tmp_path / "locked"
     folder.mkdir()
     src = clips.cfr_h264_aac(folder, frames=4)
-    with _mode(folder, 0o600):  # readable listing, but no x: nothing inside can be reached
-        result = _run_unprivileged("upscale", src.path, "-o", tmp_path / "out.mp4", *FAST)
-    check_one_error_line(result, 3, "permission denied", str(src.path))
+    commands = [
+        ["upscale", src.path, "-o", tmp_path / "out.mp4", *FAST],
+        ["probe", src.path],
+        ["batch", src.path, "-o", tmp_path / "batch", *FAST],
+        ["eval", "--reference", src.path, "--test", src.path, "--scale", "1"],
+    ]
+    for args in commands:
+        with _mode(folder, 0o600):  # a readable listing, but no x: nothing inside is reachable
+            result = _run_unprivileged(*args)
+        check_one_error_line(result, 3, "permission denied", str(src.path))
     unreadable = clips.cfr_h264_aac(tmp_path, frames=4)
     with _mode(unreadable.path, 0o000):
         result = _run_unprivileged("upscale", unreadable.path, "-o", tmp_path / "o.mp4", *FAST)

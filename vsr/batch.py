@@ -34,6 +34,7 @@ from vsr.config import UpscaleOptions
 from vsr.errors import ConfigError, InputNotFoundError, Interrupted, UsageError, VsrError
 from vsr.media.probe import IMAGE_SUFFIXES
 from vsr.media.remux import CONTAINERS
+from vsr.preflight import check_reachable
 from vsr.presets import Preset, option_keys, refuse_file_options
 
 if TYPE_CHECKING:
@@ -359,8 +360,7 @@ def plan_batch(
     pairs: list[tuple[Path, Path, str]] = []
     for item in inputs:
         path = Path(item)
-        if not path.exists():
-            raise InputNotFoundError("no such file or folder", path=path)
+        check_reachable(path, "file or folder")
         for src, dst in _expand(path, out_dir, True, container, "command line"):
             pairs.append((src, dst, f"{src}"))
     _check_collisions(pairs, None)
@@ -455,8 +455,12 @@ def plan_job_file(
             raise ConfigError(f"{where}: missing key 'input'", path=job_file)
         settings = {**defaults, **{k: v for k, v in job.items() if k not in ("input", "output")}}
         input_path = _rel(base_dir, job["input"])
-        if not input_path.exists():
-            raise ConfigError(f"{where}: input {str(input_path)!r} not found", path=job_file)
+        try:
+            check_reachable(input_path)
+        except InputNotFoundError:
+            raise ConfigError(
+                f"{where}: input {str(input_path)!r} not found", path=job_file
+            ) from None
         container = settings.pop("container", None)
 
         def fail(message: str, hint: str | None, where: str = where) -> ConfigError:

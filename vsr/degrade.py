@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from vsr.errors import (
     EmptyInputError,
     EncoderError,
-    InputNotFoundError,
     NotMediaError,
     NoVideoStreamError,
     OutputError,
@@ -277,8 +276,9 @@ def degrade_file(
         raise UsageError(f"expected an integer --scale >= 1, got {scale!r}")
     if not 0 <= crf <= 51:
         raise UsageError(f"expected an H.264 CRF in 0-51, got {crf}")
-    if not src.exists():
-        raise InputNotFoundError("file not found", path=src)
+    from vsr.preflight import check_reachable
+
+    check_reachable(src)  # missing, or behind a folder that can't be searched
     if dst.exists() and not overwrite:
         raise OutputExistsError("already exists", path=dst, hint="pass --overwrite to replace it")
     if dst.resolve() == src.resolve():

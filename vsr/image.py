@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from vsr.errors import EncoderError, InputNotFoundError, NotMediaError, UsageError
+from vsr.errors import EncoderError, NotMediaError, UsageError
 from vsr.media.probe import IMAGE_SUFFIXES
 from vsr.models.base import FrameGeometry, Processor, output_size
 
@@ -23,8 +23,9 @@ _DEEP_SUFFIXES = {".png", ".tif", ".tiff"}
 
 
 def read_image(path: Path) -> np.ndarray:
-    if not path.exists():
-        raise InputNotFoundError("no such file", path=path)
+    from vsr.preflight import check_reachable
+
+    check_reachable(path)  # missing, or behind a folder that can't be searched
     flags = cv2.IMREAD_UNCHANGED
     if path.suffix.lower() in (".jpg", ".jpeg"):
         # Camera JPEGs are stored sideways with an EXIF orientation; the output has no EXIF,

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from vsr.errors import (
     CorruptInputError,
     EmptyInputError,
-    InputNotFoundError,
     NotMediaError,
     NoVideoStreamError,
     UsageError,
@@ -258,8 +257,9 @@ def frame_to_rgb(frame: av.VideoFrame, color: ColorInfo | None = None) -> np.nda
 def iter_video_rgb(path: str | Path) -> Iterator[np.ndarray]:
     """(H, W, 3) uint8 RGB frames of the first video stream, in presentation order."""
     path = Path(path)
-    if not path.exists():
-        raise InputNotFoundError("file not found", path=path)
+    from vsr.preflight import check_reachable
+
+    check_reachable(path)  # missing, or behind a folder that can't be searched
     try:
         container = av.open(str(path))
     except av.FFmpegError as exc:

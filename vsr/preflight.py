@@ -43,14 +43,15 @@ _MB = 1 << 20
 # -- before the run --------------------------------------------------------------------------
 
 
-def check_input(path: Path) -> None:
-    """There, reachable, readable and media (a header FFmpeg or OpenCV can read)."""
-    from vsr.media.probe import IMAGE_SUFFIXES, open_input, pick_video_stream
+def check_reachable(path: Path, what: str = "file") -> os.stat_result:
+    """The input's stat; a missing path or one behind a folder vsr may not search, said so.
 
+    (``Path.exists()`` raises PermissionError for a file in a folder without the x bit.)
+    """
     try:
-        info = path.stat()
+        return path.stat()
     except (FileNotFoundError, NotADirectoryError):
-        raise InputNotFoundError("no such file", path=path) from None
+        raise InputNotFoundError(f"no such {what}", path=path) from None
     except PermissionError:
         raise InputPermissionError(
             "permission denied: a folder on its path cannot be searched",
@@ -59,6 +60,13 @@ def check_input(path: Path) -> None:
         ) from None
     except OSError as exc:
         raise InputError(f"cannot be reached ({exc.strerror})", path=path) from None
+
+
+def check_input(path: Path) -> None:
+    """There, reachable, readable and media (a header FFmpeg or OpenCV can read)."""
+    from vsr.media.probe import IMAGE_SUFFIXES, open_input, pick_video_stream
+
+    info = check_reachable(path)
     if path.is_dir():
         raise InputError("is a folder, not a media file", path=path)
     try:

@@ -138,6 +138,9 @@ _FIELD_ORDER = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "b
 
 def open_input(path: Path) -> av.container.InputContainer:
     """Open read-only with errors a user can act on."""
+    from vsr.preflight import check_reachable
+
+    check_reachable(path)
     if not path.exists():
         raise InputNotFoundError("no such file", path=path)
     if path.is_dir():
