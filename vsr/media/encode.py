@@ -387,7 +387,9 @@ def check_encoding(
                 final.open()
                 packets = (p for p in first.demux(video=0) if p.size)
                 for packet, stamp in zip(packets, segment.packet_log, strict=False):
-                    final.write_video_packet(packet, stamp[0], stamp[1], stamp[2])
+                    # One frame: decode order is presentation order. (libx265 flushing a
+                    # single frame sometimes reports an uninitialised dts.)
+                    final.write_video_packet(packet, stamp[0], stamp[0], stamp[2])
                 final.close()
             except av.codec.codec.UnknownCodecError as exc:
                 final.abort()
