@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import difflib
 import importlib
 import json
@@ -16,7 +17,10 @@ from typing import Any, ClassVar, NoReturn
 
 from vsr import __version__
 from vsr.config import (
+    COLOR_PATHS,
     DEFAULT_MODEL,
+    ENCODER_BACKENDS,
+    HWACCELS,
     PRECISIONS,
     TEMPORAL_MODES,
     UpscaleOptions,
@@ -113,6 +117,32 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--temporal-strength", type=float, help="0..1 (default: per model)")
 
 
+def _add_frame_path_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("frame path (decoder, device, encoder)")
+    g.add_argument(
+        "--color-path",
+        choices=COLOR_PATHS,
+        default="auto",
+        help="tensor: frames cross as integer planes, colour on the model's device; swscale: "
+        "float RGB made on the host (default auto: tensor wherever it applies; swscale for "
+        "alpha, temporal models and --height)",
+    )
+    g.add_argument(
+        "--hwaccel",
+        choices=HWACCELS,
+        default="auto",
+        help="NVDEC hardware decoding: auto (when the model runs on CUDA and the codec allows; "
+        "software otherwise, with a notice if it failed), cuda (or an error), none",
+    )
+    g.add_argument(
+        "--encoder-backend",
+        choices=ENCODER_BACKENDS,
+        default="pyav",
+        help="pyav (default), or ffmpeg: the system ffmpeg program encodes raw frames piped "
+        "in (for encoders PyAV's FFmpeg lacks); same timestamps and final mux",
+    )
+
+
 def _add_filter_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("restoration (before the model)")
     g.add_argument("--deinterlace", choices=("auto", "off", "tff", "bff"))
@@ -174,6 +204,7 @@ def build_parser(wants_train: bool = False) -> argparse.ArgumentParser:
     up.add_argument("--segment-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     _add_checkpoint_arg(up)
     _add_model_args(up)
+    _add_frame_path_args(up)
     _add_filter_args(up)
     _add_encode_args(up)
 
@@ -186,6 +217,7 @@ def build_parser(wants_train: bool = False) -> argparse.ArgumentParser:
     be.add_argument("--frames", type=int, default=30)
     be.add_argument("--json", action="store_true")
     _add_model_args(be)
+    _add_frame_path_args(be)
     _add_filter_args(be)
     _add_encode_args(be)
 
@@ -268,7 +300,7 @@ def _options_from_args(args: argparse.Namespace) -> UpscaleOptions:
 
     preset, speed = split_preset(args.preset, args.encoder_preset)
     pairs = parse_key_values(args.encoder_option, "--encoder-option")
-    return build_options(
+    options = build_options(
         preset=preset,
         overrides={
             "model": args.model,
@@ -301,6 +333,17 @@ def _options_from_args(args: argparse.Namespace) -> UpscaleOptions:
         skip_corrupt=getattr(args, "skip_corrupt", False),
         max_frames=getattr(args, "frames", None),
         segment_seconds=getattr(args, "segment_seconds", 30.0),
+    )
+    return _with_frame_path(options, args)
+
+
+def _with_frame_path(options: UpscaleOptions, args: argparse.Namespace) -> UpscaleOptions:
+    """The frame-path options (--color-path ...), which presets don't hold."""
+    return dataclasses.replace(
+        options,
+        color_path=getattr(args, "color_path", "auto"),
+        hwaccel=getattr(args, "hwaccel", "auto"),
+        encoder_backend=getattr(args, "encoder_backend", "pyav"),
     )
 
 

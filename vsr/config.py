@@ -17,6 +17,12 @@ from vsr.media.filters import FilterSpec
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 Temporal = Literal["off", "stabilize"]
 TEMPORAL_MODES: tuple[str, ...] = ("off", "stabilize")
+ColorPath = Literal["auto", "tensor", "swscale"]
+COLOR_PATHS: tuple[str, ...] = ("auto", "tensor", "swscale")
+HwAccel = Literal["auto", "cuda", "none"]
+HWACCELS: tuple[str, ...] = ("auto", "cuda", "none")
+EncoderBackend = Literal["pyav", "ffmpeg"]
+ENCODER_BACKENDS: tuple[str, ...] = ("pyav", "ffmpeg")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
 DEFAULT_MODEL = "realesr-animevideov3"
 
@@ -106,6 +112,16 @@ class UpscaleOptions:
     height: int | None = None
     temporal: Temporal = "off"
     temporal_strength: float | None = None
+    # How frames travel between decoder, model and encoder: "tensor" (integer planes, colour
+    # on the model's device, vsr.graph), "swscale" (float RGB made on the host), or "auto"
+    # (tensor wherever it applies: it measured faster on CUDA and on the CPU alike).
+    color_path: ColorPath = "auto"
+    # NVDEC: "auto" where the codec and a CUDA job allow it (software otherwise, announced when
+    # it was tried and failed), "cuda" or an error, "none".
+    hwaccel: HwAccel = "auto"
+    # Who encodes the video: PyAV's FFmpeg, or the system's `ffmpeg` fed raw frames
+    # (for encoders PyAV's build lacks); timestamps and the final mux are the same.
+    encoder_backend: EncoderBackend = "pyav"
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
@@ -121,6 +137,19 @@ class UpscaleOptions:
         if not self.checkpoint_every > 0:
             raise UsageError(
                 f"expected --checkpoint-every above 0 seconds, got {self.checkpoint_every}"
+            )
+        if self.color_path not in COLOR_PATHS:
+            raise UsageError(
+                f"expected --color-path one of {', '.join(COLOR_PATHS)}, got {self.color_path!r}"
+            )
+        if self.hwaccel not in HWACCELS:
+            raise UsageError(
+                f"expected --hwaccel one of {', '.join(HWACCELS)}, got {self.hwaccel!r}"
+            )
+        if self.encoder_backend not in ENCODER_BACKENDS:
+            raise UsageError(
+                f"expected --encoder-backend one of {', '.join(ENCODER_BACKENDS)}, "
+                f"got {self.encoder_backend!r}"
             )
         if self.segment_seconds <= 0:
             raise UsageError(f"expected a segment length above 0 s, got {self.segment_seconds}")

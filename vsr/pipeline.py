@@ -356,7 +356,7 @@ def _upscale_video(
     if options.height is not None:
         out_w, out_h = output_size_for_height(model_w, model_h, options.height)
         processor = _Resized(processor, out_w, out_h)
-    encoding = choose_video_encoding(video, options.encode, fmt)
+    encoding = _choose_encoding(video, options, fmt)
     for message in encoding.notices:
         note(message)
     # The chroma plane's size on a 2x2 frame tells the subsampling.
@@ -373,8 +373,10 @@ def _upscale_video(
 
     processor.init(FrameGeometry(video.width, video.height, float(video.frame_rate or 0) or None))
     batch = max(1, int(str(processor.settings.get("batch", options.model.batch))))
+    device_plan = _plan_frame_path(video, encoding.pix_fmt, processor, size, batch, options)
     start = time.perf_counter()
     container = open_input(input_path)
+    hw_decision = _hardware_decode(input_path, source_video, options, processor, note)
     try:
         plans = remux.plan_streams(container, video.index, fmt, encoding.codec)
         for plan in plans:
@@ -419,6 +421,8 @@ def _upscale_video(
             batch,
             progress,
             state,
+            device_plan,
+            hw_decision,
         )
         try:
             passes.run()
@@ -453,7 +457,7 @@ def _upscale_video(
         writer.frames_written,
         seconds,
         processor.descriptor.name,
-        dict(processor.settings),
+        {**processor.settings, "frame_path": _describe_frame_path(device_plan, hw_decision)},
         streams=writer.reports,
         repeated_frames=repeated,
         notices=notices,
@@ -494,6 +498,9 @@ class _Passes:
     batch: int
     progress: ProgressFn | None
     state: resume.ResumeState
+    # The device frame path (vsr.graph) and the hardware-decode decision, None: the defaults.
+    device_plan: Any = None
+    hw_decision: Any = None
 
     def run(self) -> None:
         state = self.state
@@ -526,10 +533,12 @@ class _Passes:
 
     def encode(self, gap: resume.Gap, window: OutputWindow | None) -> None:
         """Decode one gap (with its warm-up), run the model, encode it into segments."""
-        container = open_input(self.input_path)
+        container = _open_decoder(self.input_path, self.hw_decision)
         try:
             self.processor.reset()
             chain = FilterChain(self.spec, self.geometry) if self.geometry is not None else None
+            stage = _Stage(self.options.queue_size)
+            graph = _device_graph(self.device_plan, self.processor, stage)
             reader = VideoReader(
                 container,
                 self.source_video,
@@ -541,6 +550,7 @@ class _Passes:
                 max_frames=gap.frames,
                 first_index=gap.first_frame,
                 window=window,
+                arrays=graph.packer if graph is not None else None,
             )
             sink = _SegmentSink(self, container, gap.first_frame)
             done_before = self.state.manifest.done_frames
@@ -551,16 +561,14 @@ class _Passes:
                     self.progress(done_before + done, total)
 
             try:
-                _run_graph(
-                    _Stage(self.options.queue_size),
-                    reader,
-                    self.processor,
-                    sink,
-                    self.batch,
-                    self.size,
-                    report,
-                    total,
-                )
+                if graph is not None:
+                    from vsr.graph import run_device_graph
+
+                    run_device_graph(graph, reader, sink, stage, report, total)
+                else:
+                    _run_graph(
+                        stage, reader, self.processor, sink, self.batch, self.size, report, total
+                    )
                 sink.finish(gap.end_pts)
             except BaseException:
                 sink.abort()
@@ -594,7 +602,7 @@ class _SegmentSink:
         self.container = container
         self.next_frame = first_frame
         self.frames = 0  # written in this pass
-        self._writer: OutputWriter | None = None
+        self._writer: Any = None  # OutputWriter, or FfmpegSegmentWriter
         self._segment: resume.Segment | None = None
         self._tmp: Path | None = None
         self._count = 0
@@ -614,6 +622,18 @@ class _SegmentSink:
             self._close(end_pts=pts)
         writer = self._writer or self._open(pts)
         writer.write_frame(rgb, alpha, pts, duration)
+        self._count += 1
+        self.frames += 1
+        self._repeated += int(repeated)
+
+    def write_video_frame(
+        self, frame: av.VideoFrame, pts: int, duration: int = 0, *, repeated: bool = False
+    ) -> None:
+        """A frame already in the encoder's format (the device graph's output)."""
+        if self._writer is not None and self._due(pts):
+            self._close(end_pts=pts)
+        writer = self._writer or self._open(pts)
+        writer.write_video_frame(frame, pts, duration)
         self._count += 1
         self.frames += 1
         self._repeated += int(repeated)
@@ -641,21 +661,13 @@ class _SegmentSink:
         span = (pts - self._segment.start_pts) * Fraction(self.passes.info.video.time_base)
         return span >= Fraction(options.segment_seconds)
 
-    def _open(self, pts: int) -> OutputWriter:
+    def _open(self, pts: int) -> Any:
         p = self.passes
         segment = resume.Segment(p.state.next_index(), self.next_frame, 0, pts, None)
         media = segment.file(p.state.directory)
         self._tmp = media.with_name(media.name + ".partial.mkv")
-        writer = OutputWriter(
-            self._tmp,
-            "matroska",
-            p.info,
-            self.container,
-            p.video_plan,
-            p.encoding,
-            p.size[0],
-            p.size[1],
-            segment=True,
+        writer = _segment_writer(
+            self._tmp, p.info, self.container, p.video_plan, p.encoding, p.size, p.options
         )
         writer.open()
         self._writer, self._segment = writer, segment
@@ -683,6 +695,123 @@ class _SegmentSink:
         self.passes.state.add_segment(segment)
         self.next_frame += self._count
         self._opened = time.monotonic()
+
+
+def _plan_frame_path(
+    video: VideoInfo,
+    pix_fmt: str,
+    processor: Processor,
+    size: tuple[int, int],
+    batch: int,
+    options: UpscaleOptions,
+) -> Any:
+    """The device frame path's plan (vsr.graph), or None for the swscale path."""
+    from vsr.graph import plan_device_graph
+
+    return plan_device_graph(
+        video,
+        pix_fmt,
+        processor,
+        size,
+        batch=batch,
+        queue_size=options.queue_size,
+        mode=options.color_path,
+        timing=GRAPH_TIMING.enabled,
+    )
+
+
+def _describe_frame_path(plan: Any, hw: Any) -> dict[str, Any]:
+    described = plan.describe() if plan is not None else {"color_path": "swscale"}
+    return {**described, "hwaccel": hw.to_dict()}
+
+
+def _hardware_decode(
+    path: Path, video: VideoInfo, options: UpscaleOptions, processor: Processor, note: NotifyFn
+) -> Any:
+    """A container decoding through NVDEC when --hwaccel allows it (vsr.media.hardware)."""
+    from vsr.media.hardware import choose_hwaccel
+
+    device = getattr(processor, "device", None)
+    on_cuda = isinstance(device, torch.device) and device.type == "cuda"
+    decision, notice = choose_hwaccel(options.hwaccel, path, video.codec, video.index, on_cuda)
+    if notice:
+        note(notice)
+    return decision
+
+
+def _open_decoder(path: Path, decision: Any) -> av.container.InputContainer:
+    """The container a pass decodes from: through NVDEC when that was decided, else software."""
+    from vsr.media.hardware import open_with
+
+    hardware = open_with(decision, path) if decision is not None else None
+    return hardware if hardware is not None else open_input(path)
+
+
+def _choose_encoding(video: VideoInfo, options: UpscaleOptions, fmt: str) -> Any:
+    """The video encoder's settings; with the ffmpeg back end, also encoders only it has."""
+    codec = options.encode.codec
+    if options.encoder_backend == "ffmpeg" and codec and codec not in av.codecs_available:
+        from vsr.media.ffmpeg_encode import system_encoding
+
+        return system_encoding(codec, video.pix_fmt, options.encode)
+    return _usable_encoding(choose_video_encoding(video, options.encode, fmt), video, options, fmt)
+
+
+def _segment_writer(
+    path: Path,
+    info: MediaInfo,
+    container: av.container.InputContainer,
+    video_plan: list[remux.StreamPlan],
+    encoding: Any,
+    size: tuple[int, int],
+    options: UpscaleOptions,
+) -> Any:
+    """The encoder of one segment file: PyAV's, or the system ffmpeg's (--encoder-backend)."""
+    if options.encoder_backend == "ffmpeg":
+        from vsr.media.ffmpeg_encode import FfmpegSegmentWriter
+
+        return FfmpegSegmentWriter(path, info, encoding, size[0], size[1])
+    return OutputWriter(
+        path, "matroska", info, container, video_plan, encoding, size[0], size[1], segment=True
+    )
+
+
+def _usable_encoding(encoding: Any, video: VideoInfo, options: UpscaleOptions, fmt: str) -> Any:
+    """An NVENC encoder this machine can't open is replaced by its software twin, announced."""
+    from vsr.media.hardware import check_encoder_usable
+
+    why = check_encoder_usable(encoding.codec)
+    if why is None:
+        return encoding
+    twin = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265", "av1_nvenc": "libsvtav1"}
+    fallback = twin.get(encoding.codec, "libx264")
+    dropped = " (its -e options were dropped)" if options.encode.options else ""
+    replaced = dataclasses.replace(options.encode, codec=fallback, options=())
+    chosen = choose_video_encoding(video, replaced, fmt)
+    notice = f"{encoding.codec} can't be used here: {why}; encoding with {fallback}{dropped}"
+    return dataclasses.replace(chosen, notices=(*chosen.notices, notice))
+
+
+def _device_graph(plan: Any, processor: Processor, stage: _Stage) -> Any:
+    if plan is None:
+        return None
+    from vsr.graph import DeviceGraph
+
+    graph = DeviceGraph(plan, processor, stage.stop)
+    if GRAPH_TIMING.enabled:
+        GRAPH_TIMING.graphs.append(graph)
+    return graph
+
+
+@dataclass
+class _GraphTiming:
+    """`vsr bench` turns this on to time the device graph's stages with CUDA events."""
+
+    enabled: bool = False
+    graphs: list[Any] = field(default_factory=list)
+
+
+GRAPH_TIMING = _GraphTiming()
 
 
 def _final_mux(

@@ -13,6 +13,7 @@ import ctypes.util
 import functools
 import os
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -349,3 +350,129 @@ def inference(device: torch.device, precision: str) -> Iterator[None]:
     """inference_mode plus the autocast a precision needs, for one forward pass."""
     with torch.inference_mode(), autocast(device, precision):
         yield
+
+
+# -- streams and pinned buffers: the device graph's plumbing ---------------------------------
+
+
+class Fence:
+    """Work queued on a device that a host buffer waits for (a CUDA event; nothing on the CPU)."""
+
+    def __init__(self, event: torch.cuda.Event | None = None) -> None:
+        self.event = event
+
+    def wait(self) -> None:
+        if self.event is not None:
+            self.event.synchronize()
+
+
+DONE = Fence()
+
+
+class HostRing:
+    """A fixed number of equal host buffers (pinned when a CUDA device will read them).
+
+    `acquire` hands out a free slot, waiting while all are in use (and until the device work
+    that last used the slot, its fence, has finished); `release` gives it back. The number of
+    slots bounds host memory whatever the video's length, and the peak of `live` proves it.
+    The waits poll `stop` so that a cancelled run never blocks here.
+    """
+
+    def __init__(
+        self,
+        slots: int,
+        elements: int,
+        dtype: torch.dtype,
+        *,
+        pin: bool,
+        stop: threading.Event | None = None,
+    ) -> None:
+        if slots < 1:
+            raise ValueError(f"expected at least one slot, got {slots}")
+        self.slots = slots
+        self.buffers = torch.empty((slots, elements), dtype=dtype, pin_memory=pin)
+        self._free: list[int] = list(range(slots))
+        self._fences: list[Fence] = [DONE] * slots
+        self._lock = threading.Condition()
+        self._stop = stop or threading.Event()
+        self.live = 0
+        self.peak_live = 0
+
+    def acquire(self) -> int:
+        with self._lock:
+            while not self._free:
+                if self._stop.is_set():
+                    raise RingClosed
+                self._lock.wait(timeout=0.1)
+            if self._stop.is_set():
+                raise RingClosed
+            slot = self._free.pop(0)
+            self.live += 1
+            self.peak_live = max(self.peak_live, self.live)
+        # Outside the lock: the device may still be reading the slot's previous contents.
+        self._fences[slot].wait()
+        self._fences[slot] = DONE
+        return slot
+
+    def release(self, slot: int, fence: Fence = DONE) -> None:
+        """Give a slot back; it is reused only after `fence` (device work reading it) is done."""
+        with self._lock:
+            if slot in self._free or not 0 <= slot < self.slots:
+                raise ValueError(f"slot {slot} is not in use")
+            self._fences[slot] = fence
+            self._free.append(slot)
+            self.live -= 1
+            self._lock.notify()
+
+    def view(self, slot: int) -> torch.Tensor:
+        return self.buffers[slot]
+
+
+class RingClosed(Exception):
+    """The run was cancelled while a stage waited for a free buffer."""
+
+
+class Streams:
+    """Upload, compute and download streams on a CUDA device; on the CPU, plain order.
+
+    Two copy streams (host-to-device and device-to-host) rather than one: the upload of batch
+    N+1 must not queue behind the download of batch N, which itself waits for the model.
+    """
+
+    def __init__(self, device: torch.device, *, timing: bool = False) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.timing = timing and self.cuda
+        if self.cuda:
+            self.upload = torch.cuda.Stream(device)
+            self.compute = torch.cuda.Stream(device)
+            self.download = torch.cuda.Stream(device)
+
+    def event(self) -> torch.cuda.Event | None:
+        if not self.cuda:
+            return None
+        return torch.cuda.Event(enable_timing=self.timing)
+
+    def on(self, name: str) -> contextlib.AbstractContextManager[object]:
+        """Queue the work of the `with` block on stream `name` (no-op on the CPU)."""
+        if not self.cuda:
+            return contextlib.nullcontext()
+        return torch.cuda.stream(getattr(self, name))
+
+    def record(self, name: str) -> torch.cuda.Event | None:
+        if not self.cuda:
+            return None
+        event = self.event()
+        assert event is not None
+        event.record(getattr(self, name))
+        return event
+
+    def wait(self, name: str, event: torch.cuda.Event | None) -> None:
+        """Make stream `name` wait for `event` (device-side; the host does not block)."""
+        if event is not None:
+            getattr(self, name).wait_event(event)
+
+    def hand_over(self, tensor: torch.Tensor, name: str) -> None:
+        """`tensor` made on one stream is used on stream `name`: keep its memory until then."""
+        if self.cuda:
+            tensor.record_stream(getattr(self, name))

@@ -10,7 +10,7 @@ that audio stays in sync, and the repeat is counted.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,11 +31,14 @@ from vsr.media.probe import VideoInfo
 _DAMAGE_HINTS = ("ended prematurely", "partial file", "packet corrupt", "truncat", "invalid")
 
 
+ArraysFn = Callable[[av.VideoFrame], tuple[np.ndarray, np.ndarray | None]]
+
+
 @dataclass
 class DecodedFrame:
     index: int
     pts: int
-    rgb: np.ndarray  # H x W x 3, uint8 or uint16, full-range RGB
+    rgb: np.ndarray  # H x W x 3, uint8 or uint16, full-range RGB (packed planes in vsr.graph)
     alpha: np.ndarray | None  # H x W, same dtype, or None
     repeated: bool = False
     duration: int = 0  # in the stream's time base; 0 when the file doesn't say
@@ -110,6 +113,7 @@ class VideoReader:
         chain: FilterChain | None = None,
         out_info: VideoInfo | None = None,
         window: OutputWindow | None = None,
+        arrays: ArraysFn | None = None,
     ) -> None:
         self.container = container
         self.info = info
@@ -132,6 +136,9 @@ class VideoReader:
         self.chain = chain
         self.out_info = out_info or info
         self._fmt = rgb_format(info)
+        # How a frame becomes arrays: RGB through swscale unless the device graph hands in
+        # its own (the frame's planes, packed into a host buffer; see vsr.graph).
+        self._arrays = arrays
         self._last: DecodedFrame | None = None
         self._last_good: av.VideoFrame | None = None
         self._missing: list[int] = []  # pts of frames that failed to decode, sorted
@@ -358,7 +365,10 @@ class VideoReader:
                 if window.warmup_pts is None or pts < window.warmup_pts:
                     return
                 warmup = True
-        rgb, alpha = frame_to_arrays(frame, self.out_info, self._fmt)
+        if self._arrays is not None:
+            rgb, alpha = self._arrays(frame)
+        else:
+            rgb, alpha = frame_to_arrays(frame, self.out_info, self._fmt)
         if warmup:
             # Not counted: the pass's frame numbers and limits are about written frames.
             duration = int(frame.duration or 0)

@@ -622,7 +622,11 @@ class OutputWriter:
         else:
             deep = rgb.dtype == np.uint16
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if deep else "rgb24")
-        frame = from_rgb(frame, info.color, self.encoding.pix_fmt)
+        self.write_video_frame(from_rgb(frame, info.color, self.encoding.pix_fmt), pts, duration)
+
+    def write_video_frame(self, frame: av.VideoFrame, pts: int, duration: int = 0) -> None:
+        """A frame already in the encoder's pixel format and colour tags, at the output size."""
+        info = self.media.video
         frame.pts = pts
         frame.time_base = info.time_base
         if duration > 0:

@@ -112,6 +112,18 @@ class BicubicProcessor:
     def reset(self) -> None:
         """Stateless: nothing to forget."""
 
+    # The device graph (vsr.graph): frames already where the model runs, results stay there.
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return torch.float32
+
+    def process_device(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.process(frames)
+
 
 def _empty_output(geometry: FrameGeometry | None, scale: float) -> torch.Tensor:
     if geometry is None:
@@ -279,6 +291,50 @@ class TorchProcessor:
     def reset(self) -> None:
         """Frame-wise: no temporal state to forget."""
 
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype `process_device` wants its frames in."""
+        return runtime.weight_dtype(self._device, self._precision)
+
+    def process_device(self, frames: torch.Tensor) -> torch.Tensor:
+        """Like `process`, for frames already on the model's device (in `input_dtype`, any
+        layout): the result stays there, in the compute dtype, on the current stream.
+
+        What the device graph (vsr.graph) calls: no host round trip, no float32 copy of the
+        output. The same out-of-memory back-off as `process`: smaller tiles, then a batch of
+        one, never a skipped frame.
+        """
+        _check_frames(frames)
+        count, _, height, width = frames.shape
+        if self._geometry is None or (self._geometry.width, self._geometry.height) != (
+            width,
+            height,
+        ):
+            self.init(FrameGeometry(width=width, height=height))
+        out_w, out_h = output_size(width, height, self._scale)
+        result: torch.Tensor | None = None
+        start = 0
+        while start < count:
+            stop = min(count, start + self._batch)
+            try:
+                with torch.inference_mode():
+                    y = self._run_on_device(frames[start:stop], out_w, out_h)
+            except Exception as error:
+                if not runtime.is_out_of_memory(error):
+                    raise
+                self._back_off(error, width, height)
+                continue  # the same frames again: a frame is never skipped
+            if start == 0 and stop == count:
+                return y  # the usual case: one chunk, no extra copy
+            if result is None:
+                result = torch.empty(
+                    (count, 3, out_h, out_w), dtype=y.dtype, device=y.device
+                ).contiguous(memory_format=torch.channels_last)
+            result[start:stop] = y
+            start = stop
+        assert result is not None
+        return result
+
     # ------------------------------------------------------------------ internals
 
     def _notice(self, message: str) -> None:
@@ -324,6 +380,22 @@ class TorchProcessor:
             y = resize(y, out_w, out_h)
         out.copy_(y)
         out.clamp_(0.0, 1.0)
+
+    def _run_on_device(self, frames: torch.Tensor, out_w: int, out_h: int) -> torch.Tensor:
+        height, width = frames.shape[-2:]
+        x = frames.to(self.input_dtype).contiguous(memory_format=torch.channels_last)
+        x = self._pad(x)
+        tile = self._tile
+        y = self._model(x) if tile is None or tile >= max(x.shape[-2:]) else self._tiled(x, tile)
+        y = y[..., : height * self._native, : width * self._native]
+        if (y.shape[-1], y.shape[-2]) != (out_w, out_h):
+            y = resize(y, out_w, out_h)
+        elif tile is not None and y.data_ptr() == self._canvas_ptr():
+            y = y.clone()  # the canvas is reused by the next call
+        return y.clamp_(0.0, 1.0)
+
+    def _canvas_ptr(self) -> int:
+        return self._canvas.data_ptr() if self._canvas is not None else -1
 
     def _canvas_for(self, shape: tuple[int, int, int, int]) -> torch.Tensor:
         canvas = self._canvas
