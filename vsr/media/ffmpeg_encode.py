@@ -180,18 +180,25 @@ class FfmpegSegmentWriter:
                 return stamps[-1][0] + (index - len(stamps) + 1) * step
             return stamps[index][0]
 
+        packets: list[tuple[int, int | None, int]] = []
         with av.open(str(self.path)) as encoded:
             stream = encoded.streams.video[0]
             for packet in encoded.demux(stream):
                 if not packet.size or packet.pts is None or packet.time_base is None:
                     continue
                 index = round(float(packet.pts * packet.time_base * self._rate))
-                pts = real(index)
-                dts: int | None = None
+                dts_index = None
                 if packet.dts is not None:
-                    dts = real(round(float(packet.dts * packet.time_base * self._rate)))
-                duration = stamps[index][1] if 0 <= index < len(stamps) else 0
-                self.packet_log.append([pts, dts, duration or None, int(packet.is_keyframe)])
+                    dts_index = round(float(packet.dts * packet.time_base * self._rate))
+                packets.append((index, dts_index, int(packet.is_keyframe)))
+        # Matroska keeps no decode times for the packets before the first frame's (the
+        # encoder's reorder delay): they are the positions before it, as the encoder had them.
+        delay = next((k for k, p in enumerate(packets) if p[1] is not None), len(packets))
+        for position, (index, dts_index, key) in enumerate(packets):
+            if dts_index is None:
+                dts_index = position - delay
+            duration = stamps[index][1] if 0 <= index < len(stamps) else 0
+            self.packet_log.append([real(index), real(dts_index), duration or None, key])
 
     def abort(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
