@@ -36,7 +36,13 @@ from vsr import resume
 from vsr.config import UpscaleOptions
 from vsr.errors import Interrupted, OutputExistsError, UsageError, VsrError
 from vsr.media import remux
-from vsr.media.decode import DecodedFrame, OutputWindow, SeekMissed, VideoReader
+from vsr.media.decode import (
+    DecodedFrame,
+    OutputWindow,
+    SeekMissed,
+    VideoReader,
+    packed_bframes_filter,
+)
 from vsr.media.encode import (
     OutputWriter,
     StreamReport,
@@ -837,6 +843,15 @@ def _final_mux(
         end_time = float(max(ends) * tb) if ends else None
     # Its own input container: the copied streams are read from the start, negative
     # timestamps (AAC priming) included, whatever the segment passes did to the other one.
+    offset = Fraction(0)
+    if fmt == "ogg":
+        copied = {p.input_index for p in plans if p.action in ("copy", "transcode")}
+        with av.open(str(input_path)) as peek:
+            offset = remux.lead_before_zero(peek, copied)
+        if offset and info.video.frame_rate:
+            # Whole frames, so that the video's timestamps stay exact on Ogg's frame grid.
+            step = 1 / Fraction(info.video.frame_rate)
+            offset = math.ceil(offset / step) * step
     with av.open(str(input_path)) as source, av.open(str(segments[0].file(directory))) as first:
         writer = OutputWriter(
             tmp,
@@ -848,6 +863,7 @@ def _final_mux(
             size[0],
             size[1],
             video_template=first.streams.video[0],
+            time_offset=offset,
         )
         writer.open()
         expected = [0]  # video packets the segments hold, counted while they are read
@@ -913,20 +929,39 @@ def _copied_packets(
     if not streams:
         return
     last = 0.0
-    try:
-        for packet in container.demux(*streams):
-            if packet.size == 0 and packet.stream.type != "subtitle":
-                continue
+    repair = remux.TimestampRepair()
+
+    def ready(packets: list[av.Packet]) -> Iterator[tuple[float, int, av.Packet, list[int | None]]]:
+        nonlocal last
+        for packet in packets:
             stamp = packet.dts if packet.dts is not None else packet.pts
             if stamp is not None and packet.time_base is not None:
                 last = float(stamp * packet.time_base)
             if end_time is not None and last >= end_time:
                 continue
             yield (last, 1, packet, [])
+
+    # A copied DivX/Xvid stream gets its packed B-frames unpacked, as the decoded one does.
+    unpackers = {
+        s.index: f for s in streams if s.type == "video" and (f := packed_bframes_filter(s))
+    }
+    try:
+        for packet in container.demux(*streams):
+            if packet.size == 0 and packet.stream.type != "subtitle":
+                continue
+            unpack = unpackers.get(packet.stream.index)
+            if unpack is None:
+                yield from ready(repair.feed(packet))
+                continue
+            source = packet.stream
+            for out in unpack.filter(packet):
+                out.stream = source
+                yield from ready(repair.feed(out))
     except av.error.FFmpegError:
         # Damage in the input was already reported (or accepted with --skip-corrupt) while
         # decoding; what could be read is kept.
-        return
+        pass
+    yield from ready(repair.flush())
 
 
 def _run_graph(

@@ -10,6 +10,7 @@ that audio stays in sync, and the repeat is counted.
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import av.bitstream
 import av.error
 import av.logging
 import numpy as np
@@ -142,6 +144,16 @@ class VideoReader:
         self._last: DecodedFrame | None = None
         self._last_good: av.VideoFrame | None = None
         self._missing: list[int] = []  # pts of frames that failed to decode, sorted
+        # Presentation times of the demuxed video packets not yet matched by a frame (a
+        # heap). They are the frame slots: after a decode error the slots a frame never came
+        # for are the missing frames. The packet that fails is not the one whose frame is
+        # lost: with B-frames and frame threads the error surfaces packets later.
+        self._slots: list[int] = []
+        self._errors = 0
+        # Set once the decoder's output timestamps are seen to go backwards: the container
+        # stores no real presentation times (AVI with B-frames), so frames, which the decoder
+        # returns in display order, take the packets' times in sorted order instead.
+        self._slot_order = False
         self._last_src_pts: int | None = None
         self._step = self._default_step(self.info)
         self._out_step = self._default_step(self.out_info)
@@ -200,6 +212,10 @@ class VideoReader:
                 # A damaged index (a truncated MKV answers EPERM): decode from the start.
                 raise SeekMissed(f"cannot seek to {self.window.seek_pts}: {exc}") from exc
         demux = self.container.demux(*streams)
+        unpack = packed_bframes_filter(stream)
+        # AVI keeps one time per packet, in decode order: with B-frames, FFmpeg's guessed
+        # presentation times follow the packets, not the pictures.
+        self._slot_order = demuxer == "avi"
         while True:
             try:
                 packet = next(demux)
@@ -223,19 +239,12 @@ class VideoReader:
                 # Theora in Ogg and some AVIs store "repeat previous" as empty packets;
                 # the decoder rejects them, and dropping them is what FFmpeg does too.
                 continue
-            try:
-                frames = stream.decode(packet)
-            except av.error.FFmpegError as exc:
-                if not self.skip_corrupt:
-                    raise self._corrupt(
-                        f"corrupt video data ({_last_line(logs, exc)})", packet.pts
-                    ) from exc
-                if packet.pts is not None:
-                    bisect.insort(self._missing, packet.pts)
-                frames = []
-            for frame in frames:
-                yield from self._emit(frame)
+            for ready in unpack.filter(packet) if unpack is not None else [packet]:
+                yield from self._decode(stream, ready, logs)
             self._check_logs(logs, demuxer)
+        if unpack is not None and not self._done():
+            for ready in unpack.filter(None):
+                yield from self._decode(stream, ready, logs)
         if not self._done():
             try:
                 for frame in stream.decode(None):
@@ -243,6 +252,8 @@ class VideoReader:
             except av.error.FFmpegError as exc:
                 if not self.skip_corrupt:
                     raise self._corrupt(f"corrupt video data ({exc})", None) from exc
+                self._errors += 1
+        self._slots_missing(self.end_pts)
         yield from self._fill_missing(self.end_pts)
         yield from self._drain_chain()
         if self._missing and self._last is None and self.start_pts is not None:
@@ -254,6 +265,52 @@ class VideoReader:
                 "has a video stream but no frame could be decoded", path=self.path
             )
         self._check_logs(logs, demuxer)
+
+    def _decode(
+        self, stream: av.video.VideoStream, packet: av.Packet, logs: list[tuple[int, str, str]]
+    ) -> Iterator[DecodedFrame]:
+        if packet.pts is not None and self._in_window(packet.pts):
+            heapq.heappush(self._slots, packet.pts)
+        try:
+            frames = stream.decode(packet)
+        except av.error.FFmpegError as exc:
+            if not self.skip_corrupt:
+                raise self._corrupt(
+                    f"corrupt video data ({_last_line(logs, exc)})", packet.pts
+                ) from exc
+            self._errors += 1
+            frames = []
+        for frame in frames:
+            yield from self._emit(frame)
+
+    def _in_window(self, pts: int) -> bool:
+        return (self.start_pts is None or pts >= self.start_pts) and (
+            self.end_pts is None or pts < self.end_pts
+        )
+
+    def _slots_missing(self, before: int | None) -> None:
+        """After a decode error, frame slots passed without a frame are missing frames."""
+        while self._slots and (before is None or self._slots[0] < before):
+            pts = heapq.heappop(self._slots)
+            if self._errors and pts not in self._missing:
+                bisect.insort(self._missing, pts)
+
+    def _take_slot(self, pts: int | None) -> int | None:
+        """The frame's presentation time, matched against the demuxed packets' times."""
+        if not self._slot_order and pts is not None:
+            if self._last_src_pts is None or pts > self._last_src_pts or not self._slots:
+                self._slots_missing(pts)
+                if self._slots and self._slots[0] == pts:
+                    heapq.heappop(self._slots)
+                return pts
+            if self._errors:
+                # A second frame for a time already shown (a concealed frame from a damaged
+                # packet): dropped, its slot was filled already or will be.
+                return None
+            self._slot_order = True
+        if self._slots:
+            return heapq.heappop(self._slots)
+        return pts
 
     def _done(self) -> bool:
         if self._past_end:
@@ -285,7 +342,12 @@ class VideoReader:
             )
 
     def _emit(self, frame: av.VideoFrame) -> Iterator[DecodedFrame]:
-        pts = frame.pts
+        if (frame.pts is not None and self._last_src_pts is not None) or self._slots:
+            pts = self._take_slot(frame.pts)
+            if pts is None and frame.pts is not None:
+                return
+        else:
+            pts = frame.pts
         if pts is None:
             pts = (self._last_src_pts + self._step) if self._last_src_pts is not None else 0
         self._last_src_pts = pts
@@ -395,3 +457,22 @@ def _last_line(logs: list[tuple[int, str, str]], exc: Exception) -> str:
         if message.strip():
             return message.strip().rstrip(".")
     return str(getattr(exc, "strerror", None) or exc)
+
+
+def packed_bframes_filter(
+    stream: av.stream.Stream,
+) -> av.bitstream.BitStreamFilterContext | None:
+    """FFmpeg's `mpeg4_unpack_bframes` for an MPEG-4 Part 2 stream, else None.
+
+    DivX and Xvid (AVI era) pack a B-frame into the packet of the P-frame before it and leave
+    a "not coded" placeholder in its slot, which breaks timestamps and muxing downstream. The
+    filter restores one frame per packet; a stream without packed B-frames (no "DivX...p" user
+    data) passes through it unchanged, so it is applied to every MPEG-4 Part 2 stream.
+    """
+    cc = stream.codec_context
+    if stream.type != "video" or cc is None or cc.name != "mpeg4":
+        return None
+    try:
+        return av.bitstream.BitStreamFilterContext("mpeg4_unpack_bframes", stream)
+    except (av.error.FFmpegError, ValueError):
+        return None

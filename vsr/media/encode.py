@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1"}
 _RATE_KEYS = {"crf", "qp", "b", "cq", "global_quality", "lossless", "qscale", "q"}
 _PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
 _ALPHA_CODEC_FOR = {"mov": "prores_ks", "matroska": "ffv1", "webm": "libvpx-vp9", "nut": "ffv1"}
-_DEFAULT_CODEC_FOR = {"webm": "libvpx-vp9"}
+_DEFAULT_CODEC_FOR = {"webm": "libvpx-vp9", "ogg": "libvpx"}
 
 
 _REPORTED = {
@@ -177,6 +178,12 @@ def choose_video_encoding(info: VideoInfo, options: EncodeOptions, fmt: str) -> 
             opts["crf"] = _num(crf)
         if codec.name == "libvpx-vp9":
             opts["b"] = "0"
+    elif codec.name == "libvpx":
+        # VP8 (the Ogg default) has no pure constant-quality mode: its crf needs a bitrate
+        # ceiling, and without one it encodes at 256 kb/s whatever the size.
+        if options.crf is not None or not user_rate:
+            opts["crf"] = _num(options.crf if options.crf is not None else 10)
+            opts.setdefault("b", "100M")
     elif options.crf is not None:
         raise UsageError(f"{codec.name} has no --crf; use --encoder-option for its settings")
     if codec.name in _PRESET_CODECS:
@@ -474,6 +481,7 @@ class _Transcoder:
     out: Any
     decoder: Any = None
     packets: int = 0
+    next_pts: int | None = None  # in 1/sample_rate
 
 
 @dataclass
@@ -493,6 +501,9 @@ class OutputWriter:
     video_template: Any = None
     # A segment file: video only, and every packet's exact timestamps are recorded.
     segment: bool = False
+    # Seconds added to every timestamp (final mux only): Ogg's muxer writes an unreadable
+    # file for a stream that starts before zero, so all streams move forward together.
+    time_offset: Fraction = Fraction(0)
     reports: list[StreamReport] = field(default_factory=list)
     packet_log: list[list[int | None]] = field(default_factory=list)
 
@@ -575,6 +586,10 @@ class OutputWriter:
             # encoder of that name to look up); only its parameters matter for a remux.
             video = self._out.add_stream_from_template(template, opaque=True)
             video.time_base = info.time_base
+            if self.fmt == "ogg" and info.frame_rate:
+                # Ogg's VP8/Theora granule positions count frames: any other time base
+                # misplaces them (the muxer rescales each packet's timestamps to this one).
+                video.time_base = 1 / info.frame_rate
             if info.frame_rate:
                 # The segments' container doesn't know the rate; MKV writes it as the
                 # default frame duration and players show it.
@@ -656,6 +671,7 @@ class OutputWriter:
                 dts = pts
         packet.time_base = self.media.video.time_base
         packet.pts, packet.dts = pts, dts
+        self._offset(packet)
         if duration is not None:
             packet.duration = duration
         packet.stream = self._video
@@ -679,18 +695,45 @@ class OutputWriter:
             return
         if packet.dts is None and packet.pts is None:
             return
+        self._offset(packet)
         packet.stream = target
         self._out.mux(packet)
+
+    def _offset(self, packet: av.Packet) -> None:
+        if not self.time_offset or packet.time_base is None:
+            return
+        delta = round(self.time_offset / packet.time_base)
+        if packet.pts is not None:
+            packet.pts += delta
+        if packet.dts is not None:
+            packet.dts += delta
 
     def _transcode_audio(self, tr: _Transcoder, packet: av.Packet) -> None:
         try:
             for frame in tr.decoder.decode(packet):
-                frame.pts = None
+                self._restamp_audio(tr, frame)
                 self._out.mux(tr.out.encode(frame))
         except av.error.FFmpegError as exc:
             raise EncoderError(
                 f"transcoding audio stream #{tr.plan.input_index} failed: {exc}", path=self.path
             ) from exc
+
+    def _restamp_audio(self, tr: _Transcoder, frame: av.AudioFrame) -> None:
+        """Contiguous sample times from where the source's first frame starts.
+
+        The start keeps the audio's place against the video (a stream that begins before or
+        after zero stays there); counting samples from it keeps the encoder's input free of
+        the gaps and overlaps that rounded source timestamps have.
+        """
+        rate = frame.sample_rate or tr.out.codec_context.sample_rate
+        if tr.next_pts is None:
+            start = 0
+            if frame.pts is not None and frame.time_base is not None:
+                start = round((frame.pts * frame.time_base + self.time_offset) * rate)
+            tr.next_pts = start
+        frame.pts = tr.next_pts
+        frame.time_base = Fraction(1, rate)
+        tr.next_pts += frame.samples
 
     def _rewrite_subtitle(self, plan: StreamPlan, packet: av.Packet, target: Any) -> None:
         text = remux.subtitle_text(bytes(packet), plan.codec_in)
@@ -709,7 +752,7 @@ class OutputWriter:
                 self._mux_encoded(self._video.encode(None))
             for tr in self._transcoders.values():
                 for frame in tr.decoder.decode(None):
-                    frame.pts = None
+                    self._restamp_audio(tr, frame)
                     self._out.mux(tr.out.encode(frame))
                 self._out.mux(tr.out.encode(None))
         except av.error.FFmpegError as exc:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
 import av
+import av.error
 
 from vsr.errors import ContainerError, UsageError
 
@@ -34,9 +36,24 @@ CONTAINERS: dict[str, str] = {
     ".m2ts": "mpegts",
     ".mts": "mpegts",
     ".nut": "nut",
+    ".ogg": "ogg",
+    ".ogv": "ogg",
 }
 TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
-_AUDIO_FALLBACK = {"mp4": "aac", "mov": "aac", "webm": "libopus", "avi": "mp3", "mpegts": "aac"}
+_AUDIO_FALLBACK = {
+    "mp4": "aac",
+    "mov": "aac",
+    "webm": "libopus",
+    "avi": "mp3",
+    "mpegts": "aac",
+    "ogg": "libopus",
+}
+# FFmpeg's Ogg muxer takes these codecs; its codec query only reports two of them.
+# Codec and encoder names both, as callers ask with either.
+_OGG_CODECS = frozenset(
+    {"theora", "vp8", "vorbis", "opus", "flac", "speex"}
+    | {"libtheora", "libvpx", "libvorbis", "libopus", "libspeex"}
+)
 _TEXT_SUB_FALLBACK = {"mp4": "mov_text", "mov": "mov_text", "webm": "webvtt"}
 # Tags the muxer writes itself, or that describe the old encode (stale after re-encoding).
 _STALE_TAGS = {
@@ -88,6 +105,8 @@ def accepts(fmt: str, codec: str) -> bool:
     if fmt in ("matroska", "nut"):
         # Matroska carries almost anything; FFmpeg's query under-reports a few codecs.
         return codec not in ("mov_text",) or fmt == "nut"
+    if fmt == "ogg":
+        return codec in _OGG_CODECS
     return codec in supported_codecs(fmt)
 
 
@@ -221,3 +240,124 @@ def subtitle_payload(text: str, codec_out: str) -> bytes:
     if codec_out == "mov_text":
         return len(data).to_bytes(2, "big") + data
     return data
+
+
+class TimestampRepair:
+    """Makes each copied stream's timestamps increase, keeping its place against the others.
+
+    Muxers refuse a packet whose decode time goes backwards (EINVAL). FFmpeg's Ogg demuxer
+    produces exactly that when a stream starts before zero (a file cut from a live stream, an
+    edit, encoder priming): the packets of the first page are stamped from 0 because their true
+    time is only known from the next page's granule position, and the packets after it carry
+    the true, negative-based times. So a backward jump within the first `head_seconds` of a
+    stream moves the packets before it back onto the later, trustworthy timeline. A backward
+    jump later on (a spliced or wrapped stream) moves the rest of the stream forward instead,
+    so that it continues where it was, as FFmpeg's command line does for a discontinuity.
+
+    Packets are fed in demux order; `feed` returns the packets that are ready, each with its
+    corrected timestamps already set. `flush` returns what is still held back.
+    """
+
+    def __init__(self, head_seconds: float = 30.0) -> None:
+        self.head_seconds = head_seconds
+        self._held: dict[int, list[av.Packet]] = {}
+        self._head_open: dict[int, bool] = {}
+        self._start: dict[int, float] = {}
+        self._last: dict[int, int] = {}  # last corrected dts (or pts), per stream
+        self._end: dict[int, int] = {}  # where the last packet ends (dts + duration)
+        self._offset: dict[int, int] = {}  # added to every later packet of the stream
+        self.repaired: dict[int, int] = {}  # stream index -> packets retimed
+
+    def feed(self, packet: av.Packet) -> list[av.Packet]:
+        index = packet.stream.index
+        stamp = packet.dts if packet.dts is not None else packet.pts
+        if stamp is None or packet.time_base is None:
+            return self._hold_or_pass(index, packet)
+        offset = self._offset.get(index, 0)
+        if offset:
+            self._shift(packet, offset)
+            stamp += offset
+        last = self._last.get(index)
+        if last is not None and stamp < last:
+            expected = self._end.get(index, last)
+            if self._head_open.get(index, False):
+                # The held head was stamped on a wrong timeline: move it back so that it ends
+                # where this packet begins.
+                delta = stamp - expected
+                for held in self._held[index]:
+                    self._shift(held, delta)
+                self.repaired[index] = self.repaired.get(index, 0) + len(self._held[index])
+            else:
+                delta = expected - stamp
+                self._offset[index] = offset + delta
+                self._shift(packet, delta)
+                stamp += delta
+                self.repaired[index] = self.repaired.get(index, 0) + 1
+        self._last[index] = stamp
+        self._end[index] = stamp + max(0, int(packet.duration or 0))
+        if index not in self._start:
+            self._start[index] = float(stamp * packet.time_base)
+            self._head_open[index] = True
+        return self._hold_or_pass(index, packet)
+
+    def _hold_or_pass(self, index: int, packet: av.Packet) -> list[av.Packet]:
+        if not self._head_open.get(index, False):
+            return [packet]
+        held = self._held.setdefault(index, [])
+        held.append(packet)
+        stamp = self._last.get(index)
+        if (
+            stamp is not None
+            and packet.time_base is not None
+            and float(stamp * packet.time_base) - self._start[index] < self.head_seconds
+        ):
+            return []
+        # Past the head: nothing before this point can be moved any more.
+        self._head_open[index] = False
+        self._held[index] = []
+        return held
+
+    def flush(self) -> list[av.Packet]:
+        out = [p for held in self._held.values() for p in held]
+        self._held.clear()
+        self._head_open = dict.fromkeys(self._head_open, False)
+        return out
+
+    @staticmethod
+    def _shift(packet: av.Packet, delta: int) -> None:
+        if packet.pts is not None:
+            packet.pts += delta
+        if packet.dts is not None:
+            packet.dts += delta
+
+
+def lead_before_zero(
+    container: av.container.InputContainer, indices: set[int], *, max_packets: int = 20000
+) -> Fraction:
+    """How far the earliest of these streams starts before zero (0 when none does).
+
+    Timestamps as the final mux will write them (repaired as above), read from the streams'
+    first packets: past each stream's head nothing can move earlier.
+    """
+    streams = [s for s in container.streams if s.index in indices]
+    if not streams:
+        return Fraction(0)
+    repair = TimestampRepair()
+    earliest = Fraction(0)
+    seen: set[int] = set()
+    try:
+        for count, packet in enumerate(container.demux(*streams)):
+            for ready in repair.feed(packet) if packet.size else []:
+                stamp = ready.pts if ready.pts is not None else ready.dts
+                if stamp is not None and ready.time_base is not None:
+                    earliest = min(earliest, stamp * Fraction(ready.time_base))
+                seen.add(ready.stream.index)
+            if len(seen) == len(streams) or count >= max_packets:
+                break
+    except av.error.FFmpegError:
+        pass
+    for ready in repair.flush():
+        stamp = ready.pts if ready.pts is not None else ready.dts
+        if stamp is not None and ready.time_base is not None:
+            earliest = min(earliest, stamp * Fraction(ready.time_base))
+    return -earliest

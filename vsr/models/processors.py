@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from torch import nn
 
 from vsr import runtime
 from vsr.config import ModelOptions
-from vsr.errors import OutOfMemoryError
+from vsr.errors import ModelError, OutOfMemoryError
 from vsr.models.base import FrameGeometry, ModelDescriptor, output_size
 
 Notify = Callable[[str], None]
@@ -379,6 +380,10 @@ class TorchProcessor:
         if (native_w, native_h) != (out_w, out_h):
             y = resize(y, out_w, out_h)
         out.copy_(y)
+        # One reduction over the output: any NaN or Inf makes the sum non-finite (values near
+        # [0, 1] can't overflow it). Clamping would turn NaN into black frames and exit 0.
+        if not bool(torch.isfinite(out.sum())):
+            raise self._non_finite()
         out.clamp_(0.0, 1.0)
 
     def _run_on_device(self, frames: torch.Tensor, out_w: int, out_h: int) -> torch.Tensor:
@@ -392,10 +397,30 @@ class TorchProcessor:
             y = resize(y, out_w, out_h)
         elif tile is not None and y.data_ptr() == self._canvas_ptr():
             y = y.clone()  # the canvas is reused by the next call
+        # See _run; summed in float32, as a half-precision sum of a big frame overflows.
+        if not bool(torch.isfinite(y.sum(dtype=torch.float32))):
+            raise self._non_finite()
         return y.clamp_(0.0, 1.0)
 
     def _canvas_ptr(self) -> int:
         return self._canvas.data_ptr() if self._canvas is not None else -1
+
+    def _non_finite(self) -> ModelError:
+        name = self._options.name
+        path = Path(name).expanduser()
+        what = f"the checkpoint {name}" if path.is_file() else f"the model {name}"
+        if self._precision in ("fp16", "bf16"):
+            hint = (
+                f"the output overflowed at {self._precision}: try --precision fp32; "
+                "if that fails too, the weights are damaged"
+            )
+        else:
+            hint = "its weights are damaged or not trained; check the file or retrain it"
+        return ModelError(
+            f"{what} produced non-finite output (NaN or Inf) on {self._device}",
+            path=path if path.is_file() else None,
+            hint=hint,
+        )
 
     def _canvas_for(self, shape: tuple[int, int, int, int]) -> torch.Tensor:
         canvas = self._canvas
