@@ -52,9 +52,8 @@ def run_bench(
     decoded: list[DecodedFrame] = []
     start = time.perf_counter()
     try:
-        for item in VideoReader(container, video, path, copy_indices=set(), max_frames=frames):
-            if isinstance(item, DecodedFrame):
-                decoded.append(item)
+        with VideoReader(container, video, path, copy_indices=set(), max_frames=frames) as reader:
+            decoded.extend(item for item in reader if isinstance(item, DecodedFrame))
     finally:
         container.close()
     decode_s = time.perf_counter() - start

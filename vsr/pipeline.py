@@ -299,7 +299,9 @@ def _upscale_locked(
     if input_path.suffix.lower() in IMAGE_SUFFIXES or output.suffix.lower() in IMAGE_SUFFIXES:
         from vsr.image import upscale_image
 
-        frames, seconds = upscale_image(input_path, output, processor, note)
+        frames, seconds = upscale_image(
+            input_path, output, processor, note, max_memory=options.model.max_memory
+        )
         return UpscaleResult(
             input_path,
             output,
@@ -979,11 +981,12 @@ def _run_graph(
 
     def read() -> None:
         try:
-            for item in reader:
-                if isinstance(item, DecodedFrame):
-                    stage.put(q_in, (item, to_tensor(item.rgb)))
-                else:
-                    stage.put(q_in, item)
+            with reader:  # closed on this thread, before anyone closes the container
+                for item in reader:
+                    if isinstance(item, DecodedFrame):
+                        stage.put(q_in, (item, to_tensor(item.rgb)))
+                    else:
+                        stage.put(q_in, item)
             stage.put(q_in, _END)
         except BaseException as exc:
             stage.fail(exc)

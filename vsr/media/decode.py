@@ -10,8 +10,9 @@ that audio stays in sync, and the repeat is counted.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -158,6 +159,7 @@ class VideoReader:
         self._step = self._default_step(self.info)
         self._out_step = self._default_step(self.out_info)
         self.end_time: float | None = None  # set when max_frames cut the video short
+        self._items: Generator[DecodedFrame | av.Packet, None, None] | None = None
 
     @staticmethod
     def _default_step(info: VideoInfo) -> int:
@@ -181,6 +183,29 @@ class VideoReader:
         )
 
     def __iter__(self) -> Iterator[DecodedFrame | av.Packet]:
+        if self._items is None:
+            self._items = self._iterate()
+        return self._items
+
+    def close(self) -> None:
+        """Stop reading and switch FFmpeg's log capture off; call it before closing the file.
+
+        Run it on the thread that decodes. While logs are captured, FFmpeg's decoder threads
+        call into Python (they need the GIL) to report errors; closing the container frees
+        the codec context, which waits for those threads while holding the GIL. Closing the
+        reader first ends the capture, after which the threads never wait for the GIL.
+        """
+        if self._items is not None:
+            with contextlib.suppress(ValueError):  # running on another thread: it ends itself
+                self._items.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _iterate(self) -> Generator[DecodedFrame | av.Packet, None, None]:
         stream: Any = self.container.streams[self.info.index]
         if stream.codec_context.is_open:
             # A later segment of the same file: forget the previous window's state.
