@@ -946,3 +946,145 @@ def x264_settings(path: Path) -> dict[str, str]:
                 return {k: v for k, _, v in pairs}
             break
     return {}
+
+
+def ogg_audio_before_zero() -> Path:
+    """A real Ogg (Theora + Vorbis) whose audio starts 4.3 s before the video; see tests/data."""
+    return DATA_DIR / "ogg_audio_before_zero.ogv"
+
+
+def audio_before_zero(directory: Path, *, lead: float = 4.3, ext: str = "mkv") -> Clip:
+    """2 s of 25 fps H.264 from 0 and FLAC audio from -`lead` s, with a marker burst at 0.
+
+    The audio is silent except for a 50 ms burst that starts exactly at t = 0 (with the first
+    video frame), so an output's sync can be measured: see `audio_marker_offset`.
+    """
+    path = directory / f"audio_before_zero.{ext}"
+    rate = 48000
+    # Matroska keeps negative timestamps only when the muxer is told not to shift them.
+    with av.open(str(path), "w", options={"avoid_negative_ts": "disabled"}) as out:
+        video = _add_video(out, "libx264", 96, 64)
+        audio = out.add_stream("flac", rate=rate, layout="mono")
+        for i in range(50):
+            frame = make_frame(96, 64, i, "yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        start, total = -round(lead * rate), round((lead + 2.0) * rate)
+        t = (start + np.arange(total)) / rate
+        signal = np.where((t >= 0) & (t < 0.05), 0.8, 0.0).astype(np.float32)
+        size = audio.codec_context.frame_size or 4608
+        fmt = audio.codec_context.format.name
+        for offset in range(0, total, size):
+            part = signal[None, offset : offset + size]
+            samples = np.round(part * 32767).astype(np.int16) if fmt.startswith("s16") else part
+            frame = av.AudioFrame.from_ndarray(samples, format=fmt, layout="mono")
+            frame.sample_rate, frame.pts = rate, start + offset
+            frame.time_base = Fraction(1, rate)
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    return _finish(path, 96, 64, rate=Fraction(25), lead=lead)
+
+
+def audio_marker_offset(path: Path) -> float:
+    """Seconds from the first video frame to the audio's marker burst (0 when in sync)."""
+    with av.open(str(path)) as container:
+        first = min(float(f.pts * f.time_base) for f in container.decode(video=0))
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            loud = np.nonzero(np.abs(frame.to_ndarray()[0]) > 0.4)[0]
+            if len(loud):
+                return float(frame.pts * frame.time_base) + loud[0] / frame.sample_rate - first
+    raise AssertionError(f"{path}: no marker in the audio")
+
+
+def packed_bframes_avi(directory: Path, *, frames: int = 24) -> Clip:
+    """An AVI of MPEG-4 Part 2 with DivX-style packed B-frames, as DivX/Xvid wrote them.
+
+    FFmpeg's encoders never pack, so the packing is done here the way DivX did: each
+    reference frame's packet also carries the B-frame that follows it in decode order, the
+    B-frame's own slot holds a not-coded VOP, and the stream's user data says
+    "DivX503b1393p" (the final "p" is the packed flag FFmpeg's decoder and
+    `mpeg4_unpack_bframes` look for).
+    """
+    width, height = 96, 64
+    encoder: Any = av.CodecContext.create("mpeg4", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base, encoder.framerate = Fraction(1, 25), Fraction(25)
+    encoder.max_b_frames = 1
+    encoder.options = {"bf": "1", "g": "12", "flags": "+bitexact"}
+    coded: list[bytes] = []
+    for i in range(frames):
+        frame = make_frame(width, height, i, "yuv420p")
+        frame.pts, frame.time_base = i, Fraction(1, 25)
+        coded += [bytes(p) for p in encoder.encode(frame)]
+    coded += [bytes(p) for p in encoder.encode(None)]
+    vop = b"\x00\x00\x01\xb6"
+    kinds = [p[p.find(vop) + 4] >> 6 for p in coded]  # 0 I, 1 P, 2 B
+    packets: list[tuple[bytes, bool]] = []
+    i = 0
+    while i < len(coded):
+        if i + 1 < len(coded) and kinds[i] != 2 and kinds[i + 1] == 2:
+            packets.append((coded[i] + coded[i + 1], kinds[i] == 0))
+            packets.append((_not_coded_vop(coded[i + 1], time_bits=5), False))
+            i += 2
+        else:
+            packets.append((coded[i], kinds[i] == 0))
+            i += 1
+    tag = b"\x00\x00\x01\xb2DivX503b1393p"
+    path = directory / "packed_bframes.avi"
+    with av.open(str(path), "w", format="avi") as out:
+        stream: Any = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for n, (data, key) in enumerate(packets):
+            if key:
+                data = data[: data.find(vop)] + tag + data[data.find(vop) :]
+            packet = av.Packet(data)
+            packet.pts = packet.dts = n
+            packet.time_base = Fraction(1, 25)
+            packet.is_keyframe = key
+            packet.stream = stream
+            out.mux(packet)
+    return Clip(path, width, height, frames, times=[Fraction(i, 25) for i in range(frames)])
+
+
+def _not_coded_vop(b_frame: bytes, *, time_bits: int) -> bytes:
+    """A VOP header with vop_coded = 0 and the B-frame's time (what DivX put in its slot)."""
+    start = b_frame.find(b"\x00\x00\x01\xb6") + 4
+    bits = "".join(f"{byte:08b}" for byte in b_frame[start : start + 8])
+    pos = 2  # vop_coding_type
+    modulo = 0
+    while bits[pos] == "1":
+        modulo += 1
+        pos += 1
+    pos += 2  # the 0 ending modulo_time_base, then a marker bit
+    increment = bits[pos : pos + time_bits]
+    out = "01" + "1" * modulo + "0" + "1" + increment + "1" + "0"
+    out += "0" + "1" * ((8 - (len(out) + 1) % 8) % 8)  # MPEG-4 stuffing
+    return b"\x00\x00\x01\xb6" + int(out, 2).to_bytes(len(out) // 8, "big")
+
+
+def bframes_with_damage(directory: Path, *, seed: int = 3, size: int = 2000) -> Clip:
+    """H.264 with B-frames (bf 3, two GOPs) and `size` random bytes written over packet 20.
+
+    Frame threads report a bad packet's error packets later, and B-frames reorder; the
+    clip's `times` are the demuxed packets' presentation times, the slots an output with
+    --skip-corrupt must fill exactly once each.
+    """
+    clip = write_video(
+        directory / "bframes.mp4",
+        frames=48,
+        width=128,
+        height=96,
+        options={"bf": "3", "g": "24", "preset": "medium"},
+    )
+    data = bytearray(clip.path.read_bytes())
+    with av.open(str(clip.path)) as container:
+        packets = [p for p in container.demux(video=0) if p.size]
+        offset = int(packets[20].pos or 0)
+    assert offset > 0
+    rng = np.random.default_rng(seed)
+    data[offset : offset + size] = bytes(rng.integers(0, 256, size, dtype=np.uint8))
+    path = directory / "bframes_damaged.mp4"
+    path.write_bytes(bytes(data))
+    return Clip(path, 128, 96, clip.frames, times=clip.times)

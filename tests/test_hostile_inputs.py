@@ -1,0 +1,207 @@
+"""Real-world classes of input that used to fail (issue 12): each test generates its class.
+
+Negative start times, DivX packed B-frames, damaged B-frame streams under --skip-corrupt,
+non-finite model output, stills too big to decode, and log capture under threaded decoding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import zlib
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.logging
+import clips
+import pytest
+import torch
+from conftest import FAST, CliResult, check_one_error_line, files_in
+from safetensors.torch import save_file
+
+Cli = Callable[..., CliResult]
+
+
+def video_times(path: Path) -> list[Fraction]:
+    with av.open(str(path)) as container:
+        return sorted(Fraction(f.pts * f.time_base) for f in container.decode(video=0))
+
+
+def first_time(path: Path, kind: str) -> float:
+    with av.open(str(path)) as container:
+        stream = next(s for s in container.streams if s.type == kind)
+        return min(float(p.pts * p.time_base) for p in container.demux(stream) if p.pts is not None)
+
+
+# -- 1. streams that start before zero -----------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4", "ogv"])
+def test_audio_before_zero_keeps_sync(cli: Cli, tmp_path: Path, ext: str) -> None:
+    src = clips.audio_before_zero(tmp_path)
+    assert clips.audio_marker_offset(src.path) == 0.0
+    out = tmp_path / f"out.{ext}"
+    result = cli("upscale", src.path, "-o", out, *FAST)
+    assert result.code == 0, result.err
+    # Within one video frame: Ogg's granule positions count whole frames.
+    assert abs(clips.audio_marker_offset(out)) <= 0.04 + 1e-6
+    assert len(video_times(out)) == src.frames
+    assert files_in(tmp_path) == {src.path.name, out.name}
+
+
+def test_audio_transcoded_from_before_zero_keeps_sync(cli: Cli, tmp_path: Path) -> None:
+    src = clips.audio_before_zero(tmp_path)
+    out = tmp_path / "out.webm"  # FLAC is not allowed in WebM: transcoded to Opus
+    result = cli("upscale", src.path, "-o", out, *FAST, "--json")
+    assert result.code == 0, result.err
+    assert [s["action"] for s in result.json["streams"]] == ["encoded", "transcoded"]
+    assert abs(clips.audio_marker_offset(out)) < 0.01
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_ogg_audio_timestamps_jumping_back(cli: Cli, tmp_path: Path, ext: str) -> None:
+    src = clips.ogg_audio_before_zero()
+    with av.open(str(src)) as container:
+        stamps = [p.pts for p in container.demux(audio=0) if p.pts is not None]
+    assert any(b < a for a, b in itertools.pairwise(stamps)), "not the class"
+    out = tmp_path / f"out.{ext}"
+    result = cli("upscale", src, "-o", out, *FAST, "--json")
+    assert result.code == 0, result.err
+    starts = {kind: first_time(out, kind) for kind in ("video", "audio")}
+    with av.open(str(out)) as container:
+        audio_stamps = [p.dts for p in container.demux(audio=0) if p.dts is not None]
+    assert audio_stamps == sorted(audio_stamps)
+    if ext == "mkv":  # MP4 trims the audio before zero with an edit list
+        # The true start from the granule positions: 95327 samples at 22050 Hz before zero.
+        lead = starts["video"] - starts["audio"]
+        assert abs(lead - 95327 / 22050) <= 0.04 + 1e-3, starts
+
+
+# -- 2. DivX/Xvid packed B-frames ----------------------------------------------------------
+
+
+def test_packed_bframes_are_detected_by_ffmpeg(tmp_path: Path) -> None:
+    src = clips.packed_bframes_avi(tmp_path)
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.INFO)
+    try:
+        with av.logging.Capture(local=False) as logs, av.open(str(src.path)) as container:
+            for _ in container.decode(video=0):
+                pass
+    finally:
+        av.logging.set_level(previous)
+    assert any("packed B-frames" in message for _level, _name, message in logs)
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_packed_bframes_avi_upscales_with_exact_times(cli: Cli, tmp_path: Path, ext: str) -> None:
+    src = clips.packed_bframes_avi(tmp_path)
+    out = tmp_path / f"out.{ext}"
+    result = cli("upscale", src.path, "-o", out, *FAST)
+    assert result.code == 0, result.err
+    times = video_times(out)
+    assert len(times) == src.frames
+    steps = {b - a for a, b in itertools.pairwise(times)}
+    assert steps == {Fraction(1, 25)}, steps
+    # FFmpeg's decoder reads packed frames itself (in display order): the same pictures.
+    clips.check_pixels_and_order(src.path, out, min_psnr=28)
+
+
+# -- 7. --skip-corrupt on B-frames: repeats land exactly on the missing slots ---------------
+
+
+def test_skip_corrupt_with_bframes_fills_each_missing_time_once(cli: Cli, tmp_path: Path) -> None:
+    src = clips.bframes_with_damage(tmp_path)
+    out = tmp_path / "out.mkv"
+    result = cli("upscale", src.path, "-o", out, *FAST, "--skip-corrupt", "--json")
+    assert result.code == 0, result.err
+    got = [round(float(t), 3) for t in video_times(out)]
+    want = [round(float(t), 3) for t in src.times]
+    assert got == want  # every input time exactly once: none missing, none doubled
+    assert result.json["repeated_frames"] > 0
+
+
+# -- 8. non-finite model output ------------------------------------------------------------
+
+
+def test_nan_checkpoint_stops_with_a_model_error(cli: Cli, tmp_path: Path) -> None:
+    from vsr.models.archs.srvgg import SRVGGNetCompact
+
+    net = SRVGGNetCompact(num_feat=8, num_conv=3, upscale=2)
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    weights["body.0.weight"].fill_(float("nan"))
+    checkpoint = tmp_path / "broken.safetensors"
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(checkpoint))
+    src = clips.write_video(tmp_path / "in.mp4", frames=4)
+    out = tmp_path / "out.mkv"
+    result = cli("upscale", src.path, "-o", out, "--model", checkpoint, "--precision", "fp32")
+    check_one_error_line(result, 4, "broken.safetensors", "non-finite")
+    assert not out.exists()
+
+
+def test_finite_output_passes_the_check() -> None:
+    from vsr.config import ModelOptions
+    from vsr.models.archs.srvgg import SRVGGNetCompact
+    from vsr.models.base import ModelDescriptor
+    from vsr.models.processors import TorchProcessor
+
+    net = SRVGGNetCompact(num_feat=8, num_conv=3, upscale=2).eval()
+    descriptor = ModelDescriptor("tiny", "SRVGGNetCompact", 2)
+    proc = TorchProcessor(net, descriptor, ModelOptions(name="tiny", precision="fp32"))
+    out = proc.process(torch.rand(1, 3, 16, 16))
+    assert out.shape == (1, 3, 32, 32) and bool(torch.isfinite(out).all())
+
+
+# -- 5. stills too big to decode or to fit ---------------------------------------------------
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims `width` x `height` (the pixel data is a few rows)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\0" * (width * 3 + 1) * 2)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_png_header_over_the_pixel_limit_is_refused(cli: Cli, tmp_path: Path) -> None:
+    src = png_claiming(tmp_path / "huge.png", 60000, 60000)
+    result = cli("upscale", src, "-o", tmp_path / "out.png", *FAST)
+    line = check_one_error_line(result, 3, "60000x60000", "GB")
+    assert "unexpected" not in line
+    assert files_in(tmp_path) == {"huge.png"}
+
+
+def test_still_larger_than_max_memory_is_refused_before_decoding(cli: Cli, tmp_path: Path) -> None:
+    src = png_claiming(tmp_path / "big.png", 16384, 16384)
+    result = cli("upscale", src, "-o", tmp_path / "out.png", *FAST, "--max-memory", "1G")
+    check_one_error_line(result, 6, "16384x16384", "needs about", "--max-memory")
+    assert files_in(tmp_path) == {"big.png"}
+
+
+# -- 4. log capture vs. closing the container under threaded decoding -----------------------
+
+
+def test_reader_closed_mid_stream_restores_logging_before_close(tmp_path: Path) -> None:
+    from vsr.media.decode import VideoReader
+    from vsr.media.probe import open_input, probe
+
+    src = clips.write_video(tmp_path / "in.mp4", frames=30, width=320, height=240)
+    info = probe(src.path)
+    before = av.logging.get_level()
+    for _ in range(5):
+        container = open_input(src.path)
+        with VideoReader(container, info.video, src.path, copy_indices=set()) as reader:
+            next(iter(reader))  # suspended mid-stream with frame threads busy
+            assert av.logging.get_level() == av.logging.ERROR
+        # Closed: FFmpeg's threads no longer call into Python, so closing can't deadlock.
+        assert av.logging.get_level() == before
+        container.close()
