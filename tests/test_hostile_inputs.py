@@ -205,3 +205,34 @@ def test_reader_closed_mid_stream_restores_logging_before_close(tmp_path: Path) 
         # Closed: FFmpeg's threads no longer call into Python, so closing can't deadlock.
         assert av.logging.get_level() == before
         container.close()
+
+
+# -- 7. --skip-corrupt on a truncated file says what is missing -------------------------------
+
+
+@pytest.mark.parametrize("kind", ["faststart-mp4", "mkv"])
+def test_skip_corrupt_on_truncated_file_reports_the_loss(
+    cli: Cli, tmp_path: Path, kind: str
+) -> None:
+    if kind == "mkv":
+        src = clips.write_video(tmp_path / "full.mkv", frames=50, audio=[("aac", 48000, "stereo")])
+    else:
+        src = clips.faststart_mp4(tmp_path, frames=50)
+    cut = clips.truncated(src.path, tmp_path, 0.6)
+    out = tmp_path / "out.mkv"
+    result = cli("upscale", cut, "-o", out, *FAST, "--skip-corrupt", "--json")
+    assert result.code == 0, result.err
+    frames = result.json["frames"]
+    assert 0 < frames < 50
+    lost = result.json["lost"]
+    assert lost["frames"] == 50 - frames
+    assert abs(lost["seconds"] - (50 - frames) / 25) < 0.05
+    notices = result.json["notices"]
+    assert any("ends early" in n and f"{lost['frames']} frames" in n for n in notices)
+
+
+def test_intact_file_reports_no_loss(cli: Cli, tmp_path: Path) -> None:
+    src = clips.write_video(tmp_path / "full.mkv", frames=20, audio=[("aac", 48000, "stereo")])
+    result = cli("upscale", src.path, "-o", tmp_path / "o.mkv", *FAST, "--skip-corrupt", "--json")
+    assert result.code == 0, result.err
+    assert result.json["lost"] is None

@@ -38,9 +38,11 @@ from vsr.errors import Interrupted, OutputExistsError, UsageError, VsrError
 from vsr.media import remux
 from vsr.media.decode import (
     DecodedFrame,
+    LostTail,
     OutputWindow,
     SeekMissed,
     VideoReader,
+    lost_tail,
     packed_bframes_filter,
 )
 from vsr.media.encode import (
@@ -81,6 +83,7 @@ class UpscaleResult:
     # A resumed job: frames found done in finished segments when it started, of how many.
     resumed_frames: int = 0
     total_frames: int | None = None
+    lost: LostTail | None = None  # --skip-corrupt on a truncated file: what is missing
 
     @property
     def fps(self) -> float:
@@ -98,6 +101,7 @@ class UpscaleResult:
             "encoder": self.encoder,
             "streams": [s.to_dict() for s in self.streams],
             "repeated_frames": self.repeated_frames,
+            "lost": self.lost.to_dict() if self.lost is not None else None,
             "notices": self.notices,
             "resumed": (
                 {"frames_done": self.resumed_frames, "of": self.total_frames}
@@ -459,6 +463,16 @@ def _upscale_video(
     repeated = sum(s.repeated for s in segments)
     if repeated:
         note(f"{repeated} corrupt frame(s) replaced by the previous frame to keep audio in sync")
+    lost = None
+    if options.skip_corrupt and options.max_frames is None and options.max_seconds is None:
+        end = writer.video_end
+        lost = lost_tail(source_video, None if end is None else float(end * video.time_base))
+        if lost is not None:
+            note(
+                f"{input_path.name} ends early (truncated or unreadable): the last "
+                f"{lost.seconds:.2f} s of video (about {lost.frames} frames) could not be "
+                "decoded, so the output is that much shorter"
+            )
     return UpscaleResult(
         input_path,
         output,
@@ -469,6 +483,7 @@ def _upscale_video(
         streams=writer.reports,
         repeated_frames=repeated,
         notices=notices,
+        lost=lost,
         encoder={
             "codec": encoding.codec,
             "pix_fmt": encoding.pix_fmt,

@@ -501,3 +501,32 @@ def packed_bframes_filter(
         return av.bitstream.BitStreamFilterContext("mpeg4_unpack_bframes", stream)
     except (av.error.FFmpegError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class LostTail:
+    """Video the header promises but that could not be read (a truncated file)."""
+
+    seconds: float
+    frames: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"seconds": round(self.seconds, 3), "frames": self.frames}
+
+
+def lost_tail(video: VideoInfo, end_time: float | None) -> LostTail | None:
+    """How much shorter than its header says the decoded video is, if more than a frame.
+
+    `end_time`: where the last decoded frame ends, in seconds. The header's duration is the
+    video stream's own where the container has one (MP4), else the file's (Matroska), which
+    may run a little past the video with the audio: hence the tolerance.
+    """
+    if end_time is None or not video.duration:
+        return None
+    expected = (video.start_time or 0.0) + video.duration
+    gap = expected - end_time
+    rate = float(video.frame_rate) if video.frame_rate else 25.0
+    if gap <= max(2.0 / rate, 0.1):
+        return None
+    # Rounded down a little: a Matroska duration that runs on with the audio adds a part.
+    return LostTail(gap, max(1, int(gap * rate + 0.3)))

@@ -516,6 +516,8 @@ class OutputWriter:
         self._last_dts: int | None = None
         self._carrier: Any = None
         self.frames_written = 0
+        # Where the last video frame ends (pts + duration), in the video's time base.
+        self.video_end: int | None = None
 
     # -- setup -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -671,6 +673,9 @@ class OutputWriter:
                 dts = pts
         packet.time_base = self.media.video.time_base
         packet.pts, packet.dts = pts, dts
+        if pts is not None:
+            end = pts + max(0, duration or 0)
+            self.video_end = end if self.video_end is None else max(self.video_end, end)
         self._offset(packet)
         if duration is not None:
             packet.duration = duration
