@@ -236,3 +236,31 @@ def test_intact_file_reports_no_loss(cli: Cli, tmp_path: Path) -> None:
     result = cli("upscale", src.path, "-o", tmp_path / "o.mkv", *FAST, "--skip-corrupt", "--json")
     assert result.code == 0, result.err
     assert result.json["lost"] is None
+
+
+@pytest.mark.parametrize(
+    ("bits", "alpha", "ext"), [(8, False, "png"), (16, True, "png"), (8, True, "tif")]
+)
+def test_still_in_bands_equals_the_whole_image(
+    cli: Cli, tmp_path: Path, bits: int, alpha: bool, ext: str
+) -> None:
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(bits)
+    peak = 65535 if bits == 16 else 255
+    image = (rng.random((401, 603, 4 if alpha else 3)) * peak).astype(
+        np.uint16 if bits == 16 else np.uint8
+    )
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), image)
+    whole, banded = tmp_path / f"whole.{ext}", tmp_path / f"banded.{ext}"
+    assert cli("upscale", src, "-o", whole, *FAST).code == 0
+    # A budget the whole image's float copies don't fit in (about 45 MB): processed in bands.
+    result = cli("upscale", src, "-o", banded, *FAST, "--max-memory", "40M")
+    assert result.code == 0, result.err
+    assert "processed in bands" in result.err
+    a = cv2.imread(str(whole), cv2.IMREAD_UNCHANGED)
+    b = cv2.imread(str(banded), cv2.IMREAD_UNCHANGED)
+    assert a.shape == b.shape == (802, 1206, image.shape[2]) and a.dtype == b.dtype
+    assert np.array_equal(a, b)

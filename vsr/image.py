@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,39 +108,129 @@ def _gb(count: float) -> str:
     return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
 
 
-def check_fits(path: Path, header: ImageHeader, scale: float, budget: int | None) -> None:
-    """Refuse, before decoding, a still whose pixels can't be read or can't fit in memory.
+# Above this many output pixels a still is processed in bands of rows: whole-image float
+# tensors cost 12 bytes a pixel several times over (a 16384^2 PNG at x2 reached 14 GB).
+_BAND_ABOVE_PIXELS = 1 << 26
+# Output pixels per band at most: a few hundred MB of floats, whatever the budget.
+_BAND_PIXELS = 1 << 24
+# Input rows of context above and below each band, cropped away after the model (as tiling).
+_BAND_OVERLAP = 16
+# Largest side each format can store (WebP's limit is in its header; JPEG's is 16 bits).
+_MAX_SIDE = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535}
 
-    Counted: the decoded image, its float copy, the float output, the output image and the
-    model's own activations (one output-sized float buffer is a floor; the processor tiles
-    the rest). `budget` is --max-memory, or else the memory available now.
+
+@dataclass(frozen=True)
+class StillPlan:
+    """How a still is processed: whole, or in bands of `band_rows` input rows."""
+
+    band_rows: int | None
+    need: int  # bytes, estimated
+
+
+def plan_still(
+    path: Path, header: ImageHeader, scale: float, budget: int | None, out_suffix: str
+) -> StillPlan:
+    """Refuse, before decoding, a still that can't be read, written or fit in memory.
+
+    Counted: the decoded image, its float copy, the float output with the temporaries of its
+    conversion, the output image; in bands, only one band's floats. The model's own working
+    memory is bounded by the processor (it tiles). `budget` is --max-memory, or else the
+    memory available now.
     """
     w, h = header.width, header.height
     if w <= 0 or h <= 0:
         raise NotMediaError(f"has an invalid size in its header ({w}x{h})", path=path)
     out_w, out_h = output_size(w, h, scale)
     pixels_in, pixels_out = w * h, out_w * out_h
-    need = (
-        pixels_in * header.channels * header.bytes_per_sample
-        + pixels_in * 3 * 4
-        + 2 * pixels_out * 3 * 4
-        + pixels_out * header.channels * header.bytes_per_sample
-    )
-    if pixels_in > _OPENCV_MAX_PIXELS or pixels_out > _OPENCV_MAX_PIXELS:
+    sample = header.bytes_per_sample
+    channels = header.channels
+    decoded = pixels_in * channels * sample
+    written = pixels_out * channels * sample
+    whole = decoded + pixels_in * (3 * sample + 12) + 3 * pixels_out * 12 + written
+    if pixels_in > _OPENCV_MAX_PIXELS or (pixels_out > _OPENCV_MAX_PIXELS and out_suffix != ".png"):
         raise InputError(
             f"is {w}x{h} ({pixels_in / 1e6:.0f} Mpixel), {out_w}x{out_h} upscaled: over the "
             f"{_OPENCV_MAX_PIXELS / 1e6:.0f} Mpixel limit of OpenCV's image reader and writer "
-            f"(it would need about {_gb(need)} of memory)",
+            f"(it would need about {_gb(whole)} of memory)",
             path=path,
             hint="cut it into smaller images first",
         )
-    if budget is not None and need > budget:
-        raise OutOfMemoryError(
-            f"is {w}x{h}: upscaling it to {out_w}x{out_h} needs about {_gb(need)} of memory, "
-            f"and {_gb(budget)} is available",
-            path=path,
-            hint="pass a larger --max-memory, free some memory, or use a smaller --scale",
+    side = _MAX_SIDE.get(out_suffix)
+    if side is not None and max(out_w, out_h) > side:
+        raise UsageError(
+            f"a {out_suffix} image can't be {out_w}x{out_h} (at most {side} pixels a side); "
+            "write .png or .tiff instead"
         )
+    integer = float(scale).is_integer()
+    if not integer or (
+        pixels_out <= _BAND_ABOVE_PIXELS and (budget is None or whole <= budget // 2)
+    ):
+        if budget is not None and whole > budget:
+            raise _too_big(path, header, out_w, out_h, whole, budget)
+        return StillPlan(None, whole)
+    # In bands: the decoded image stays, the floats are per band, the output is streamed (PNG)
+    # or assembled as 8/16-bit samples (other formats).
+    s = int(scale)
+    fixed = decoded + (0 if out_suffix == ".png" else written)
+    if header.channels in (2, 4):
+        fixed += pixels_out * sample  # the alpha plane, resized whole
+    per_row = w * (3 * sample + 12) + 3 * w * s * s * 12 + 2 * w * s * s * channels * sample
+    spare = (budget if budget is not None else whole) - fixed
+    rows = min(h, max(0, spare // 2) // max(1, per_row) - 2 * _BAND_OVERLAP)
+    if rows < 16:
+        need = fixed + (16 + 2 * _BAND_OVERLAP) * per_row * 2
+        raise _too_big(path, header, out_w, out_h, need, budget or 0)
+    rows = min(rows, max(64, _BAND_PIXELS // max(1, w * s * s)))
+    return StillPlan(rows, fixed + (rows + 2 * _BAND_OVERLAP) * per_row)
+
+
+def _too_big(
+    path: Path, header: ImageHeader, out_w: int, out_h: int, need: int, budget: int
+) -> OutOfMemoryError:
+    return OutOfMemoryError(
+        f"is {header.width}x{header.height}: upscaling it to {out_w}x{out_h} needs about "
+        f"{_gb(need)} of memory, and {_gb(budget)} is available",
+        path=path,
+        hint="pass a larger --max-memory, free some memory, or use a smaller --scale",
+    )
+
+
+class PngRows:
+    """Writes a PNG a band of rows at a time (filter "None", zlib streamed): no whole image."""
+
+    def __init__(self, path: Path, width: int, height: int, channels: int, deep: bool) -> None:
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed in close()
+        colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+        self._deep = deep
+        self._fh.write(b"\x89PNG\r\n\x1a\n")
+        self._chunk(
+            b"IHDR", struct.pack(">IIBBBBB", width, height, 16 if deep else 8, colour, 0, 0, 0)
+        )
+        self._zip = zlib.compressobj(6)
+
+    def _chunk(self, kind: bytes, data: bytes) -> None:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        self._fh.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc))
+
+    def write(self, rows: np.ndarray) -> None:
+        """rows: H x W x C in RGB(A) order, uint8 or uint16."""
+        data = rows.astype(">u2") if self._deep else rows
+        flat = np.ascontiguousarray(data).view(np.uint8).reshape(rows.shape[0], -1)
+        raw = np.zeros((flat.shape[0], flat.shape[1] + 1), dtype=np.uint8)  # filter byte 0
+        raw[:, 1:] = flat
+        packed = self._zip.compress(raw.tobytes())
+        if packed:
+            self._chunk(b"IDAT", packed)
+
+    def close(self) -> None:
+        try:
+            self._chunk(b"IDAT", self._zip.flush())
+            self._chunk(b"IEND", b"")
+        finally:
+            self._fh.close()
+
+    def abort(self) -> None:
+        self._fh.close()
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -183,44 +274,121 @@ def upscale_image(
             f"({', '.join(sorted(IMAGE_SUFFIXES))}), got {output.name}"
         )
     start = time.perf_counter()
+    suffix = output.suffix.lower()
     header = read_header(input_path) if input_path.exists() else None
+    plan = StillPlan(None, 0)
     if header is not None:
         budget = max_memory or runtime.available_memory(torch.device("cpu"))
-        check_fits(input_path, header, processor.scale, budget)
+        plan = plan_still(input_path, header, processor.scale, budget, suffix)
     image = read_image(input_path)
     if image.dtype not in (np.uint8, np.uint16):
         raise NotMediaError(f"has {image.dtype} samples; expected 8- or 16-bit", path=input_path)
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    alpha = image[..., 3] if image.shape[2] == 4 else None
-    bgr = image[..., :3]
+    grey = image.ndim == 2
+    alpha = image[..., 3] if not grey and image.shape[2] == 4 else None
     deep = image.dtype == np.uint16
-    peak = 65535.0 if deep else 255.0
-    rgb = np.ascontiguousarray(bgr[..., ::-1])
-    h, w = rgb.shape[:2]
-    processor.init(FrameGeometry(w, h))
-    tensor = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(peak).unsqueeze(0)
-    out = processor.process(tensor)
-    if out.shape[0] == 0:
-        out = processor.flush()
+    h, w = image.shape[:2]
     out_w, out_h = output_size(w, h, processor.scale)
-    suffix = output.suffix.lower()
     keep_deep = deep and suffix in _DEEP_SUFFIXES
     if deep and not keep_deep:
         note(f"{suffix} holds 8 bits per sample: the 16-bit input is written as 8-bit")
-    out_peak = 65535.0 if keep_deep else 255.0
-    result = out[0].clamp(0, 1).mul(out_peak).round().permute(1, 2, 0).numpy()
-    result = result.astype(np.uint16 if keep_deep else np.uint8)[..., ::-1]
+    out_alpha = None
     if alpha is not None:
         if suffix in _ALPHA_SUFFIXES:
-            a = cv2.resize(alpha, (out_w, out_h), interpolation=cv2.INTER_CUBIC)
+            out_alpha = cv2.resize(alpha, (out_w, out_h), interpolation=cv2.INTER_CUBIC)
             if keep_deep != deep:
-                a = (a.astype(np.float32) / 257.0).round().astype(np.uint8)
-            result = np.dstack([result, a.astype(result.dtype)])
+                out_alpha = (out_alpha.astype(np.float32) / 257.0).round().astype(np.uint8)
         else:
             note(f"{suffix} has no alpha channel: the input's transparency is dropped")
+    processor.init(FrameGeometry(w, h))
     with atomic_output(output) as tmp:
-        ok = cv2.imwrite(str(tmp), np.ascontiguousarray(result))
-        if not ok:
-            raise EncoderError("OpenCV could not write the image", path=output)
+        if plan.band_rows is None:
+            result = _upscale_rows(image, 0, h, processor, keep_deep, grey)
+            _write_whole(tmp, output, result, out_alpha)
+        else:
+            note(
+                f"{w}x{h} is processed in bands of {plan.band_rows} rows to bound memory "
+                f"(about {_gb(plan.need)})"
+            )
+            _upscale_in_bands(
+                tmp, output, image, processor, plan.band_rows, keep_deep, grey, out_alpha
+            )
     return 1, time.perf_counter() - start
+
+
+def _upscale_rows(
+    image: np.ndarray, top: int, bottom: int, processor: Processor, keep_deep: bool, grey: bool
+) -> np.ndarray:
+    """Rows [top, bottom) of the image through the processor: H x W x 3 RGB, output dtype."""
+    rows = image[top:bottom]
+    # OpenCV's BGR(A) to RGB; grey to three equal channels.
+    rgb = np.repeat(rows[..., None], 3, axis=2) if grey else np.ascontiguousarray(rows[..., 2::-1])
+    peak = 65535.0 if rows.dtype == np.uint16 else 255.0
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(peak).unsqueeze(0)
+    del rgb
+    out = processor.process(tensor)
+    if out.shape[0] == 0:
+        out = processor.flush()
+    del tensor
+    out_peak = 65535.0 if keep_deep else 255.0
+    frame = out[0].clamp_(0, 1).mul_(out_peak).round_()
+    array = frame.to(torch.int32 if keep_deep else torch.uint8).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(array.astype(np.uint16) if keep_deep else array)
+
+
+def _write_whole(tmp: Path, output: Path, rgb: np.ndarray, alpha: np.ndarray | None) -> None:
+    bgr = rgb[..., ::-1]
+    if alpha is not None:
+        bgr = np.dstack([bgr, alpha.astype(rgb.dtype)])
+    if not cv2.imwrite(str(tmp), np.ascontiguousarray(bgr)):
+        raise EncoderError("OpenCV could not write the image", path=output)
+
+
+def _upscale_in_bands(
+    tmp: Path,
+    output: Path,
+    image: np.ndarray,
+    processor: Processor,
+    band: int,
+    keep_deep: bool,
+    grey: bool,
+    alpha: np.ndarray | None,
+) -> None:
+    """Overlapping bands of rows, each cropped to its core: seams match the whole image's.
+
+    PNG output is written band by band; other formats are assembled first (8/16-bit only).
+    """
+    h, w = image.shape[:2]
+    s = int(processor.scale)
+    out_h, out_w = h * s, w * s
+    channels = 3 if alpha is None else 4
+    png = (
+        PngRows(tmp, out_w, out_h, channels, keep_deep) if output.suffix.lower() == ".png" else None
+    )
+    whole = (
+        None
+        if png is not None
+        else np.empty((out_h, out_w, 3), np.uint16 if keep_deep else np.uint8)
+    )
+    try:
+        for top in range(0, h, band):
+            bottom = min(h, top + band)
+            lo, hi = max(0, top - _BAND_OVERLAP), min(h, bottom + _BAND_OVERLAP)
+            rows = _upscale_rows(image, lo, hi, processor, keep_deep, grey)
+            core = rows[(top - lo) * s : (bottom - lo) * s]
+            if png is not None:
+                if alpha is not None:
+                    core = np.dstack([core, alpha[top * s : bottom * s].astype(core.dtype)])
+                png.write(core)
+            else:
+                assert whole is not None
+                whole[top * s : bottom * s] = core
+        if png is not None:
+            png.close()
+            png = None
+        else:
+            assert whole is not None
+            _write_whole(tmp, output, whole, alpha)
+    except BaseException:
+        if png is not None:
+            png.abort()
+        raise
