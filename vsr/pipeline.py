@@ -83,7 +83,7 @@ class UpscaleResult:
     # A resumed job: frames found done in finished segments when it started, of how many.
     resumed_frames: int = 0
     total_frames: int | None = None
-    lost: LostTail | None = None  # --skip-corrupt on a truncated file: what is missing
+    lost: LostTail | None = None  # a truncated file: the video its header promises but lacks
 
     @property
     def fps(self) -> float:
@@ -464,7 +464,9 @@ def _upscale_video(
     if repeated:
         note(f"{repeated} corrupt frame(s) replaced by the previous frame to keep audio in sync")
     lost = None
-    if options.skip_corrupt and options.max_frames is None and options.max_seconds is None:
+    # A file cut short can end without any read error (at a cluster or fragment boundary),
+    # so the decoded length is compared with the header's, with or without --skip-corrupt.
+    if options.max_frames is None and options.max_seconds is None:
         end = writer.video_end
         lost = lost_tail(source_video, None if end is None else float(end * video.time_base))
         if lost is not None:
