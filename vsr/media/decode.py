@@ -217,7 +217,16 @@ class VideoReader:
         ]
         demuxer = self.container.format.name
         with errors_logged(), av.logging.Capture(local=False) as logs:
-            yield from self._run(stream, streams, logs, demuxer)
+            try:
+                yield from self._run(stream, streams, logs, demuxer)
+            finally:
+                # Wait, with the GIL released, for the decoder's threads to go idle before
+                # the capture ends: a thread still inside PyAV's log callback needs the GIL,
+                # and one waiting for it when the container is closed (which frees the codec
+                # context and joins its threads with the GIL held) deadlocks the close.
+                if stream.codec_context.is_open:
+                    with contextlib.suppress(av.error.FFmpegError):
+                        stream.codec_context.flush_buffers()
 
     def _run(
         self,
