@@ -278,3 +278,28 @@ def test_still_in_bands_equals_the_whole_image(
     b = cv2.imread(str(banded), cv2.IMREAD_UNCHANGED)
     assert a.shape == b.shape == (802, 1206, image.shape[2]) and a.dtype == b.dtype
     assert np.array_equal(a, b)
+
+
+# -- output containers with their own rules ------------------------------------------------
+
+
+def test_avi_output_of_h264_with_bframes(cli: Cli, tmp_path: Path) -> None:
+    # AVI takes H.264 with start codes only; the segments hold it length-prefixed.
+    src = clips.cfr_h264_aac(tmp_path)
+    out = tmp_path / "out.avi"
+    result = cli("upscale", src.path, "-o", out, *FAST)
+    assert result.code == 0, result.err
+    with av.open(str(out)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+        frames = list(container.decode(video=0))
+    assert len(frames) == src.frames
+    assert (frames[0].width, frames[0].height) == (2 * src.width, 2 * src.height)
+
+
+def test_flac_audio_in_mov_is_transcoded(cli: Cli, tmp_path: Path) -> None:
+    src = clips.audio_before_zero(tmp_path, lead=0.0)
+    out = tmp_path / "out.mov"
+    result = cli("upscale", src.path, "-o", out, *FAST, "--json")
+    assert result.code == 0, result.err
+    assert [(s["action"], s["codec"]) for s in result.json["streams"]][1] == ("transcoded", "aac")
+    assert abs(clips.audio_marker_offset(out)) < 0.01

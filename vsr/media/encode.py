@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import av.bitstream
 import av.error
 import av.logging
 import numpy as np
@@ -515,6 +516,7 @@ class OutputWriter:
         self._text_subs: dict[int, StreamPlan] = {}
         self._last_dts: int | None = None
         self._carrier: Any = None
+        self._annexb: Any = None
         self.frames_written = 0
         # Where the last video frame ends (pts + duration), in the video's time base.
         self.video_end: int | None = None
@@ -588,6 +590,13 @@ class OutputWriter:
             # encoder of that name to look up); only its parameters matter for a remux.
             video = self._out.add_stream_from_template(template, opaque=True)
             video.time_base = info.time_base
+            name = self.video_template.codec_context.name
+            if self.fmt == "avi" and name in ("h264", "hevc"):
+                # The segments hold length-prefixed H.264/H.265 (as MP4 and MKV do); AVI
+                # takes start codes only, so they are rewritten as FFmpeg's copy does.
+                self._annexb = av.bitstream.BitStreamFilterContext(
+                    f"{name}_mp4toannexb", self.video_template
+                )
             if self.fmt == "ogg" and info.frame_rate:
                 # Ogg's VP8/Theora granule positions count frames: any other time base
                 # misplaces them (the muxer rescales each packet's timestamps to this one).
@@ -679,10 +688,11 @@ class OutputWriter:
         self._offset(packet)
         if duration is not None:
             packet.duration = duration
-        packet.stream = self._video
         self._last_dts = dts if dts is not None else self._last_dts
         try:
-            self._out.mux(packet)
+            for ready in self._annexb.filter(packet) if self._annexb is not None else [packet]:
+                ready.stream = self._video
+                self._out.mux(ready)
         except av.error.FFmpegError as exc:
             raise EncoderError(f"writing the video failed: {exc}", path=self.path) from exc
         self.frames_written += 1

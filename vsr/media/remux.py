@@ -49,6 +49,9 @@ _AUDIO_FALLBACK = {
     "ogg": "libopus",
 }
 # FFmpeg's Ogg muxer takes these codecs; its codec query only reports two of them.
+# FFmpeg's MOV muxer lists these but refuses them unless told to write experimental files
+# (MP4 takes them): they are transcoded for .mov instead.
+_MOV_EXPERIMENTAL = frozenset({"flac", "opus", "libopus"})
 # Codec and encoder names both, as callers ask with either.
 _OGG_CODECS = frozenset(
     {"theora", "vp8", "vorbis", "opus", "flac", "speex"}
@@ -107,6 +110,8 @@ def accepts(fmt: str, codec: str) -> bool:
         return codec not in ("mov_text",) or fmt == "nut"
     if fmt == "ogg":
         return codec in _OGG_CODECS
+    if fmt == "mov" and codec in _MOV_EXPERIMENTAL:
+        return False
     return codec in supported_codecs(fmt)
 
 
