@@ -248,8 +248,9 @@ class VideoReader:
         demux = self.container.demux(*streams)
         unpack = packed_bframes_filter(stream)
         # AVI keeps one time per packet, in decode order: with B-frames, FFmpeg's guessed
-        # presentation times follow the packets, not the pictures.
-        self._slot_order = demuxer == "avi"
+        # presentation times follow the packets, not the pictures. Without B-frames they are
+        # exact, and a frame lost to damage keeps its own slot.
+        self._slot_order = demuxer == "avi" and bool(stream.codec_context.has_b_frames)
         while True:
             try:
                 packet = next(demux)
