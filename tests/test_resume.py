@@ -538,6 +538,7 @@ def _decoded_frames_equal(a: Path, b: Path) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # calibrated to minutes of work, three runs: above the 300 s default
 def test_kill_9_at_60_percent_then_rerun(tmp_path: Path) -> None:
     """The issue's test: content shorter than one old segment (30 s), over a minute of work.
 
