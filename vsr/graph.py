@@ -375,6 +375,8 @@ def run_device_graph(
             stage.fail(_Cancelled())
         except BaseException as exc:
             stage.fail(exc)
+        finally:
+            reader.close()  # on this thread, before anyone closes the container
 
     def write() -> None:
         written = 0
