@@ -335,3 +335,17 @@ def test_process_device_backs_off_on_oom_and_matches_process(device: str) -> Non
     plain = TorchProcessor(tiny_srvgg(2), desc, ModelOptions(device=device, precision=precision))
     expected = plain.process(frames)
     assert float((out.float().cpu() - expected).abs().max()) <= 1 / 255
+
+
+def test_hdr_sources_keep_the_host_path(tmp_path: Path) -> None:
+    """PQ/HLG are mapped into the model's domain on the host (vsr.media.color): not here."""
+    import dataclasses
+
+    src = clips.bt709_limited(tmp_path)
+    video = _video(src.path)
+    proc = BicubicProcessor(2.0)
+    size = (src.width * 2, src.height * 2)
+    for trc in (16, 18):
+        hdr = dataclasses.replace(video, color=dataclasses.replace(video.color, trc=trc))
+        plan = plan_device_graph(hdr, "yuv420p10le", proc, size, batch=1, queue_size=4)
+        assert plan is None, trc

@@ -761,6 +761,8 @@ def _hardware_decode(
     decision, notice = choose_hwaccel(options.hwaccel, path, video.codec, video.index, on_cuda)
     if notice:
         note(notice)
+    elif decision.used == "cuda":
+        note(f"decoding on the GPU with NVDEC (--hwaccel {options.hwaccel})")
     return decision
 
 
