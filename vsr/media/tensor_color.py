@@ -391,6 +391,9 @@ def packed_to_frame(
         stride = plane.line_size // itemsize
         target = np.frombuffer(memoryview(plane), dtype=fmt.numpy_dtype).reshape(-1, stride)
         target[:h, :w] = data[start : start + h * w].reshape(h, w)
+        # The line padding is uninitialised memory; swscale's vector code reads into it at
+        # odd sizes, so it gets the edge column instead of whatever was there.
+        target[:h, w:] = target[:h, w - 1 : w]
         start += h * w
     if pix_fmt != fmt.pix_fmt:
         frame = frame.reformat(format=pix_fmt)
