@@ -366,7 +366,9 @@ def frame_to_packed(
     mid-stream size change is scaled back to the stream's size.
     """
     if frame.format.name != fmt.pix_fmt or frame.width != width or frame.height != height:
-        frame = frame.reformat(width, height, fmt.pix_fmt)
+        # One thread: swscale's sliced conversion from p010le (what NVDEC gives for 10-bit)
+        # sometimes leaves rows wrong (about 1 in 1000 frames here); a repack is cheap.
+        frame = frame.reformat(width, height, fmt.pix_fmt, threads=1)
     if out is None:
         out = np.empty(fmt.elements(width, height), dtype=fmt.numpy_dtype)
     start = 0
@@ -396,5 +398,5 @@ def packed_to_frame(
         target[:h, w:] = target[:h, w - 1 : w]
         start += h * w
     if pix_fmt != fmt.pix_fmt:
-        frame = frame.reformat(format=pix_fmt)
+        frame = frame.reformat(format=pix_fmt, threads=1)  # see frame_to_packed
     return frame
