@@ -666,6 +666,10 @@ class OutputWriter:
 
     def _mux_encoded(self, packets: list[av.Packet]) -> None:
         for p in packets:
+            if p.pts is not None and p.dts is not None and p.dts > p.pts:
+                # No valid packet decodes after it is shown: libx265 flushing a lone frame
+                # sometimes reports an uninitialised dts, which the muxer refuses.
+                p.dts = p.pts
             # Before muxing: the muxer rescales timestamps in place to its own time base.
             self.packet_log.append([p.pts, p.dts, p.duration, int(p.is_keyframe)])
         self._out.mux(packets)
