@@ -303,3 +303,22 @@ def test_flac_audio_in_mov_is_transcoded(cli: Cli, tmp_path: Path) -> None:
     assert result.code == 0, result.err
     assert [(s["action"], s["codec"]) for s in result.json["streams"]][1] == ("transcoded", "aac")
     assert abs(clips.audio_marker_offset(out)) < 0.01
+
+
+def test_tags_that_are_not_utf8_do_not_stop_the_run(cli: Cli, tmp_path: Path) -> None:
+    # A garbled header (found by scripts/fuzz_inputs.py): PyAV raised UnicodeDecodeError.
+    src = clips.write_video(tmp_path / "src.mkv", frames=6)
+    path = tmp_path / "tags.mkv"
+    with av.open(str(src.path)) as inp, av.open(str(path), "w") as out:
+        out.metadata["title"] = "TITLE-MARK"
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    data = path.read_bytes()
+    assert data.count(b"TITLE-MARK") == 1
+    path.write_bytes(data.replace(b"TITLE-MARK", b"\x8d\xff\xfeTITLE-"))
+    result = cli("upscale", path, "-o", tmp_path / "out.mkv", *FAST)
+    assert result.code == 0, result.err
+    assert len(video_times(tmp_path / "out.mkv")) == 6

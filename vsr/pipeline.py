@@ -59,7 +59,14 @@ from vsr.media.filters import (
     resize_to_height,
     resolve_spec,
 )
-from vsr.media.probe import IMAGE_SUFFIXES, MediaInfo, VideoInfo, open_input, probe
+from vsr.media.probe import (
+    IMAGE_SUFFIXES,
+    METADATA_ERRORS,
+    MediaInfo,
+    VideoInfo,
+    open_input,
+    probe,
+)
 from vsr.models.base import FrameGeometry, Processor, output_size
 
 ProgressFn = Callable[[int, "int | None"], None]
@@ -341,7 +348,7 @@ def _upscale_video(
     geometry: StreamGeometry | None = None
     video = source_video
     if not spec.is_identity:
-        with av.open(str(input_path)) as peek:
+        with av.open(str(input_path), metadata_errors=METADATA_ERRORS) as peek:
             geometry = StreamGeometry.from_stream(peek.streams.video[source_video.index])
         out = FilterChain(spec, geometry).output
         video = dataclasses.replace(
@@ -867,13 +874,16 @@ def _final_mux(
     offset = Fraction(0)
     if fmt == "ogg":
         copied = {p.input_index for p in plans if p.action in ("copy", "transcode")}
-        with av.open(str(input_path)) as peek:
+        with av.open(str(input_path), metadata_errors=METADATA_ERRORS) as peek:
             offset = remux.lead_before_zero(peek, copied)
         if offset and info.video.frame_rate:
             # Whole frames, so that the video's timestamps stay exact on Ogg's frame grid.
             step = 1 / Fraction(info.video.frame_rate)
             offset = math.ceil(offset / step) * step
-    with av.open(str(input_path)) as source, av.open(str(segments[0].file(directory))) as first:
+    with (
+        av.open(str(input_path), metadata_errors=METADATA_ERRORS) as source,
+        av.open(str(segments[0].file(directory))) as first,
+    ):
         writer = OutputWriter(
             tmp,
             fmt,

@@ -207,7 +207,10 @@ class SpaceTracker:
         import av
 
         total = 0.0
-        with contextlib.suppress(Exception), av.open(str(self.input)) as container:
+        with (
+            contextlib.suppress(Exception),
+            av.open(str(self.input), metadata_errors="replace") as container,
+        ):
             seconds = (container.duration or 0) / av.time_base
             streams: list[Any] = list(container.streams)
             for stream in streams:

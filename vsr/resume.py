@@ -231,7 +231,7 @@ def scan_video(path: Path, index: int) -> tuple[list[int], int, bool]:
     count = 0
     stamped = True
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="replace") as container:
             for packet in container.demux(container.streams[index]):
                 if packet.size == 0:
                     continue

@@ -515,7 +515,7 @@ def _open_input(path: Path) -> av.container.InputContainer:
     if not path.exists():
         raise InputNotFoundError("file not found", path=path)
     try:
-        return av.open(str(path), mode="r")
+        return av.open(str(path), mode="r", metadata_errors="replace")
     except av.FFmpegError as exc:
         raise NotMediaError(f"not a media file FFmpeg can read ({exc})", path=path) from exc
 

@@ -28,6 +28,9 @@ from vsr.errors import (
 from vsr.media.color import ColorInfo, normalise_pix_fmt, resolve_color
 from vsr.media.hdr import SDR, HdrInfo, container_metadata, from_frame
 
+# Tags in a damaged or foreign header may not be UTF-8: read them with replacement characters
+# rather than fail to open the file (PyAV raises UnicodeDecodeError by default).
+METADATA_ERRORS = "replace"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 # Packets read to decide VFR and count frames when the header doesn't say; beyond this a
 # file is long enough that the count comes from the header or stays unknown.
@@ -150,7 +153,12 @@ def open_input(path: Path) -> av.container.InputContainer:
     if path.stat().st_size == 0:
         raise NotMediaError("is empty (0 bytes)", path=path)
     try:
-        return av.open(str(path), mode="r", options={"probesize": "50000000"})
+        return av.open(
+            str(path),
+            mode="r",
+            options={"probesize": "50000000"},
+            metadata_errors=METADATA_ERRORS,
+        )
     except av.error.InvalidDataError as exc:
         raise NotMediaError(
             "is not a media file FFmpeg can read, or is truncated before its header ends",
@@ -339,7 +347,7 @@ def _probe_open(container: av.container.InputContainer, path: Path) -> MediaInfo
 
 def first_frame(path: Path, index: int) -> av.VideoFrame | None:
     """Decode the first frame of a stream (tolerating empty packets)."""
-    with av.open(str(path), mode="r") as container:
+    with av.open(str(path), mode="r", metadata_errors=METADATA_ERRORS) as container:
         stream: Any = container.streams[index]
         try:
             for packet in container.demux(stream):
