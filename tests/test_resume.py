@@ -393,7 +393,10 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path) -> None:
         line = check_one_error_line(
             CliResult(second.returncode, second.stdout, second.stderr), 5, "another vsr"
         )
-        assert line == f"vsr: error: another vsr is writing {out} (pid {first.pid})"
+        assert line == (
+            f"vsr: error: another vsr is writing {out} (pid {first.pid}) "
+            "(wait for it to finish, or pass another -o)"
+        )
         assert first.poll() is None
         go.touch()
         stdout, err = first.communicate(timeout=120)
@@ -426,7 +429,10 @@ def test_lock_is_released_on_exit_and_names_its_owner(tmp_path: Path) -> None:
             text=True,
             timeout=60,
         )
-        assert probe.stdout.strip() == f"another vsr is writing {out} (pid {os.getpid()})"
+        assert probe.stdout.strip() == (
+            f"another vsr is writing {out} (pid {os.getpid()}) "
+            "(wait for it to finish, or pass another -o)"
+        )
     assert not resume.lock_path(out).exists()
     with resume.job_lock(out):  # free again
         pass

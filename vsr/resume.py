@@ -292,7 +292,11 @@ def job_lock(output: Path) -> Iterator[None]:
         except BlockingIOError:
             owner = _read_pid(fd)
             os.close(fd)
-            raise OutputBusyError(f"another vsr is writing {output} (pid {owner})") from None
+            raise OutputBusyError(
+                f"another vsr is writing {output} (pid {owner})",
+                # The user's next step: two runs on one output can't both win.
+                hint="wait for it to finish, or pass another -o",
+            ) from None
         # The previous owner may have removed the file between our open and our flock: then
         # we hold a lock on a file nobody else can see, so take the new one.
         try:
