@@ -322,3 +322,65 @@ def test_tags_that_are_not_utf8_do_not_stop_the_run(cli: Cli, tmp_path: Path) ->
     result = cli("upscale", path, "-o", tmp_path / "out.mkv", *FAST)
     assert result.code == 0, result.err
     assert len(video_times(tmp_path / "out.mkv")) == 6
+
+
+# -- damaged audio that has to be transcoded -------------------------------------------------
+def _damage_audio_packet(source: Path, target: Path, which: int) -> float:
+    """A copy of `source` whose `which`-th audio packet holds garbage; returns its time."""
+    damaged_at = 0.0
+    with av.open(str(source)) as src, av.open(str(target), "w", format="matroska") as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        seen = 0
+        for packet in src.demux():
+            if packet.dts is None and packet.pts is None:
+                continue
+            out = packet
+            if packet.stream.type == "audio":
+                if seen == which:
+                    # AAC with every byte 0xFF: no valid frame header, the decoder refuses it.
+                    out = av.Packet(b"\xff" * packet.size)
+                    out.pts, out.dts = packet.pts, packet.dts
+                    out.duration, out.time_base = packet.duration, packet.time_base
+                    damaged_at = float(packet.pts * packet.time_base)
+                seen += 1
+            out.stream = streams[packet.stream.index]
+            dst.mux(out)
+    return damaged_at
+
+
+def _audio_end(path: Path) -> float:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        ends = [
+            float((p.pts + (p.duration or 0)) * p.time_base)
+            for p in container.demux(stream)
+            if p.pts is not None
+        ]
+    return max(ends)
+
+
+def test_damaged_audio_in_a_transcode_is_bad_input_or_a_gap_with_skip_corrupt(
+    cli: Cli, tmp_path: Path
+) -> None:
+    src = clips.write_video(tmp_path / "src.mp4", frames=25, audio=[("aac", 48000, "stereo")]).path
+    damaged = tmp_path / "damaged.mkv"
+    at = _damage_audio_packet(src, damaged, which=10)
+    src.unlink()
+    # Ogg can't hold AAC, so the audio is decoded and re-encoded to Opus: the damage shows.
+    out = tmp_path / "out.ogv"
+    result = cli("upscale", str(damaged), "-o", str(out), *FAST)
+    assert result.code == 3, result.err
+    assert "Traceback" not in result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("vsr: error:")]
+    assert len(errors) == 1 and "audio stream #1 is damaged" in errors[0], result.err
+    assert "--skip-corrupt" in errors[0]
+    # The same command would fail the same way: nothing is kept for a resume.
+    assert files_in(tmp_path) == {damaged.name}
+
+    result = cli("upscale", str(damaged), "-o", str(out), *FAST, "--skip-corrupt", "--json")
+    assert result.code == 0, result.err
+    assert "1 damaged audio packet(s) left out" in result.out + result.err
+    assert files_in(tmp_path) == {damaged.name, out.name}
+    # The gap keeps the audio after it in place: it still ends where the source's ends.
+    assert abs(_audio_end(out) - _audio_end(damaged)) < 0.05
+    assert at > 0

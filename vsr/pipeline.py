@@ -34,7 +34,7 @@ import torch
 
 from vsr import resume
 from vsr.config import UpscaleOptions
-from vsr.errors import Interrupted, OutputExistsError, UsageError, VsrError
+from vsr.errors import InputError, Interrupted, OutputExistsError, UsageError, VsrError
 from vsr.media import remux
 from vsr.media.decode import (
     DecodedFrame,
@@ -459,14 +459,20 @@ def _upscale_video(
                     state.directory,
                     options,
                 )
-        except BaseException:
-            # Finished segments stay for the next run to resume; with none, nothing is left.
-            state.abandon()
+        except BaseException as exc:
+            # Finished segments stay for the next run to resume (Ctrl-C, disk full, a crash);
+            # with none, or when the input itself is damaged, nothing is left.
+            state.abandon(keep=not isinstance(exc, InputError))
             raise
         state.finish(output, keep_manifest=options.keep_manifest)
     finally:
         container.close()
     seconds = time.perf_counter() - start
+    if writer.audio_packets_dropped:
+        note(
+            f"{writer.audio_packets_dropped} damaged audio packet(s) left out as silence "
+            "(--skip-corrupt); the audio after them keeps its place"
+        )
     repeated = sum(s.repeated for s in segments)
     if repeated:
         note(f"{repeated} corrupt frame(s) replaced by the previous frame to keep audio in sync")
@@ -895,6 +901,7 @@ def _final_mux(
             size[1],
             video_template=first.streams.video[0],
             time_offset=offset,
+            skip_corrupt=options.skip_corrupt,
         )
         writer.open()
         expected = [0]  # video packets the segments hold, counted while they are read

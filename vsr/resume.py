@@ -385,9 +385,14 @@ class ResumeState:
             with contextlib.suppress(OSError):
                 self.path.unlink()
 
-    def abandon(self) -> None:
-        """After a failure: keep finished segments for a resume; with none, leave nothing."""
-        if self.manifest.segments:
+    def abandon(self, *, keep: bool = True) -> None:
+        """After a failure: keep finished segments for a resume; with none, leave nothing.
+
+        keep=False: the failure would repeat on a rerun of the same command (a damaged
+        input), and the command that gets past it (--skip-corrupt) changes the settings and
+        starts over anyway, so the segments are worth nothing and are removed too.
+        """
+        if keep and self.manifest.segments:
             return
         shutil.rmtree(self.directory, ignore_errors=True)
         with contextlib.suppress(OSError):

@@ -21,7 +21,13 @@ import av.logging
 import numpy as np
 
 from vsr.config import EncodeOptions
-from vsr.errors import ContainerError, EncoderError, UnsupportedCodecError, UsageError
+from vsr.errors import (
+    ContainerError,
+    CorruptInputError,
+    EncoderError,
+    UnsupportedCodecError,
+    UsageError,
+)
 from vsr.media import hdr as hdr_meta
 from vsr.media import remux
 from vsr.media.avlog import errors_logged
@@ -505,6 +511,9 @@ class OutputWriter:
     # Seconds added to every timestamp (final mux only): Ogg's muxer writes an unreadable
     # file for a stream that starts before zero, so all streams move forward together.
     time_offset: Fraction = Fraction(0)
+    # --skip-corrupt: an audio packet that can't be decoded for transcoding is left out as a
+    # gap of its own length (counted in `audio_packets_dropped`) instead of stopping the job.
+    skip_corrupt: bool = False
     reports: list[StreamReport] = field(default_factory=list)
     packet_log: list[list[int | None]] = field(default_factory=list)
 
@@ -518,6 +527,7 @@ class OutputWriter:
         self._carrier: Any = None
         self._annexb: Any = None
         self.frames_written = 0
+        self.audio_packets_dropped = 0
         # Where the last video frame ends (pts + duration), in the video's time base.
         self.video_end: int | None = None
 
@@ -729,13 +739,40 @@ class OutputWriter:
 
     def _transcode_audio(self, tr: _Transcoder, packet: av.Packet) -> None:
         try:
-            for frame in tr.decoder.decode(packet):
+            frames = tr.decoder.decode(packet)
+        except av.error.FFmpegError as exc:
+            # The source's fault, not the output's: a damaged audio packet.
+            self._damaged_audio(tr, packet, exc)
+            return
+        try:
+            for frame in frames:
                 self._restamp_audio(tr, frame)
                 self._out.mux(tr.out.encode(frame))
         except av.error.FFmpegError as exc:
             raise EncoderError(
                 f"transcoding audio stream #{tr.plan.input_index} failed: {exc}", path=self.path
             ) from exc
+
+    def _damaged_audio(self, tr: _Transcoder, packet: av.Packet, exc: Exception) -> None:
+        at = (
+            float(packet.pts * packet.time_base)
+            if packet.pts is not None and packet.time_base is not None
+            else None
+        )
+        where = f" at {at:.3f} s" if at is not None else ""
+        if not self.skip_corrupt:
+            raise CorruptInputError(
+                f"audio stream #{tr.plan.input_index} is damaged{where}"
+                " (its decoder refused a packet)",
+                path=self.source.name,
+                time=at,
+                hint="--skip-corrupt leaves the damaged audio out as a gap and keeps sync",
+            ) from exc
+        self.audio_packets_dropped += 1
+        rate = tr.out.codec_context.sample_rate
+        if tr.next_pts is not None and packet.duration and packet.time_base is not None:
+            # Later audio keeps its place against the video: the gap is as long as the packet.
+            tr.next_pts += round(packet.duration * packet.time_base * rate)
 
     def _restamp_audio(self, tr: _Transcoder, frame: av.AudioFrame) -> None:
         """Contiguous sample times from where the source's first frame starts.
