@@ -261,14 +261,18 @@ class TorchProcessor:
         self._geometry = geometry
         self._plan_tiles(geometry.width, geometry.height)
 
-    def process(self, frames: torch.Tensor) -> torch.Tensor:
-        _check_frames(frames)
-        count, _, height, width = frames.shape
+    def _ensure_geometry(self, width: int, height: int) -> None:
+        """Tiles are planned once per frame size, not on every call."""
         if self._geometry is None or (self._geometry.width, self._geometry.height) != (
             width,
             height,
         ):
             self.init(FrameGeometry(width=width, height=height))
+
+    def process(self, frames: torch.Tensor) -> torch.Tensor:
+        _check_frames(frames)
+        count, _, height, width = frames.shape
+        self._ensure_geometry(width, height)
         out_w, out_h = output_size(width, height, self._scale)
         # A fresh tensor per call: the pipeline keeps outputs in its queue while we go on.
         result = torch.empty((count, 3, out_h, out_w), dtype=torch.float32)
@@ -307,11 +311,7 @@ class TorchProcessor:
         """
         _check_frames(frames)
         count, _, height, width = frames.shape
-        if self._geometry is None or (self._geometry.width, self._geometry.height) != (
-            width,
-            height,
-        ):
-            self.init(FrameGeometry(width=width, height=height))
+        self._ensure_geometry(width, height)
         out_w, out_h = output_size(width, height, self._scale)
         result: torch.Tensor | None = None
         start = 0
