@@ -461,19 +461,20 @@ def test_option_prefixes_are_not_accepted(cli: Cli, tmp_path: Path) -> None:
             for child in choices.values() if isinstance(choices, dict) else ():
                 yield from walk(child)
 
-    for wants_train in (False, True):
-        parsers = list(walk(build_parser(wants_train=wants_train)))
+    # Every command's own parser (training's included) and the top level with only one.
+    for command in (None, "", "train"):
+        parsers = list(walk(build_parser(command)))
         assert len(parsers) > 10
         assert all(p.allow_abbrev is False for p in parsers)  # type: ignore[attr-defined]
 
 
 def test_progress_label_shows_device_and_precision(tmp_path: Path) -> None:
     from vsr.api import build_options, run
-    from vsr.cli import _Progress
+    from vsr.cli.console import Bar
 
     src = clips.cfr_h264_aac(tmp_path, frames=2)
     seen: list[dict[str, object]] = []
-    progress = _Progress(True, "clip.mp4")
+    progress = Bar(True, "clip.mp4")
 
     def on_model(settings: object) -> None:
         seen.append(dict(settings))  # type: ignore[call-overload]

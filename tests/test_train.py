@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 import torch
 
+from vsr.cli.train import add_parser as add_train_parser
+from vsr.cli.train import config_from_args
 from vsr.config import ModelOptions
 from vsr.errors import OutputExistsError, UsageError
 from vsr.temporal.processor import create_temporal_processor, load_network
-from vsr.train import TrainConfig, TrainProgress, add_train_parser, train
+from vsr.train import TrainConfig, TrainProgress, train
 from vsr.train.data import SequenceSampler, load_clip
-from vsr.train.loop import charbonnier, config_from_args, cosine_rate, schedule_position
+from vsr.train.loop import charbonnier, cosine_rate, schedule_position
 
 
 def write_clip(path: Path, *, frames: int = 14, width: int = 80, height: int = 64) -> Path:
@@ -178,7 +180,7 @@ def test_fine_tune_from_weights_and_across_scales(clip: Path, tmp_path: Path) ->
 
 def test_cli_arguments(clip: Path, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    add_train_parser(parser.add_subparsers())
+    add_train_parser(parser.add_subparsers(), "train", "train")
     args = parser.parse_args(
         [
             "train",

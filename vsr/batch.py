@@ -12,15 +12,12 @@ marks the file in flight "interrupted", not failed. Finished outputs are skipped
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import difflib
-import json
 import math
 import os
 import queue
-import sys
 import threading
 import time
 import tomllib
@@ -559,6 +556,16 @@ def _rel(base: Path, value: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def job_file_outdir(job_file: Path) -> Path:
+    """Where a job file's batch report goes when -o is not given: its ``output_dir``, else
+    the job file's own folder (an unreadable file's error comes from planning, not here)."""
+    with contextlib.suppress(OSError, tomllib.TOMLDecodeError):
+        value = tomllib.loads(job_file.read_text(encoding="utf-8")).get("output_dir")
+        if isinstance(value, str):
+            return _rel(job_file.parent, value)
+    return job_file.parent
+
+
 def _job_error(exc: VsrError, where: str, job_file: Path) -> ConfigError:
     message = exc.message.removeprefix("command line: ")
     if exc.path is not None and exc.path != job_file and str(exc.path) not in message:
@@ -1002,171 +1009,3 @@ def _show(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-# --------------------------------------------------------------------------- the CLI
-
-
-def add_job_args(p: argparse.ArgumentParser) -> None:
-    """--preset and the options that override it: the same as `vsr upscale`'s."""
-    from vsr.cli import _add_encode_args, _add_filter_args, _add_model_args
-
-    _add_model_args(p)
-    _add_filter_args(p)
-    _add_encode_args(p)
-
-
-def preset_from_args(args: argparse.Namespace) -> tuple[str | None, dict[str, object]]:
-    """(vsr preset, overrides the user gave) from `vsr upscale`-style arguments."""
-    from vsr.api import split_preset
-    from vsr.config import parse_key_values
-
-    preset, speed = split_preset(args.preset, args.encoder_preset)
-    pairs = parse_key_values(args.encoder_option or [], "--encoder-option")
-    overrides: dict[str, object] = {
-        k: getattr(args, k, None) for k in _OVERRIDE_KEYS if k not in ("duration",)
-    }
-    overrides["encoder_preset"] = speed
-    overrides["encoder_options"] = dict(pairs) if pairs else None
-    return preset, {k: v for k, v in overrides.items() if v is not None}
-
-
-def model_extra_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Model options presets do not hold; a value left at its default is not an override."""
-    defaults = {"device": "auto", "batch": 1, "tile_overlap": 16, "compile": False}
-    extra: dict[str, Any] = {}
-    for key in ("device", "batch", "tile_overlap", "compile", "max_memory"):
-        value = getattr(args, key, None)
-        if value is not None and value != defaults.get(key):
-            extra[key] = value
-    return extra
-
-
-def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "batch",
-        help="upscale many files or a TOML job file, with a report",
-        description="Upscale files and folders (mirrored into OUTDIR) under one preset, or "
-        "the jobs of a TOML job file. Finished files are skipped; a failed file is reported "
-        "and the rest go on.",
-    )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders, or one JOBS.toml")
-    p.add_argument("-o", "--output", help="output folder (required unless the job file sets it)")
-    p.add_argument("--container", help="output container for videos: mkv, mp4, mov, webm ...")
-    p.add_argument("--overwrite", "-y", action="store_true", help="redo and replace outputs")
-    p.add_argument("--skip-corrupt", action="store_true", help="repeat frames over corrupt ones")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="files at once (one per GPU)")
-    p.add_argument("--dry-run", "-n", action="store_true", help="print the plan and stop")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress or notices")
-    p.add_argument("--no-html", action="store_true", help="skip the HTML report")
-    p.add_argument(
-        "--allow-outside",
-        action="store_true",
-        help="let a job file write to absolute paths outside its folder and -o",
-    )
-    from vsr.cli import _add_checkpoint_arg
-
-    _add_checkpoint_arg(p)
-    add_job_args(p)
-    return p
-
-
-def plan_from_args(args: argparse.Namespace) -> tuple[list[BatchJob], Path]:
-    """The jobs and the report folder for `vsr batch` arguments."""
-    preset, overrides = preset_from_args(args)
-    model_extra = model_extra_from_args(args)
-    inputs = [Path(i) for i in args.inputs]
-    if len(inputs) == 1 and inputs[0].suffix.lower() == ".toml":
-        jobs = plan_job_file(
-            inputs[0],
-            output_dir=args.output,
-            overrides=overrides,
-            model_extra=model_extra,
-            overwrite=True if args.overwrite else None,
-            allow_outside=args.allow_outside,
-        )
-        if preset is not None:
-            raise UsageError("--preset does not apply to a job file; set preset = ... in the file")
-        report_dir = Path(args.output) if args.output else _job_file_outdir(inputs[0])
-        return jobs, report_dir
-    if not args.output:
-        raise UsageError("expected -o OUTDIR, the folder to write the results into")
-    if args.jobs < 1:
-        raise UsageError(f"expected --jobs of at least 1, got {args.jobs}")
-    jobs = plan_batch(
-        inputs,
-        args.output,
-        preset=preset,
-        overrides=overrides,
-        container=args.container,
-        model_extra=model_extra,
-        temporal_strength=args.temporal_strength,
-        overwrite=args.overwrite,
-        skip_corrupt=args.skip_corrupt,
-    )
-    return jobs, Path(args.output)
-
-
-def _job_file_outdir(job_file: Path) -> Path:
-    with contextlib.suppress(OSError, tomllib.TOMLDecodeError):
-        value = tomllib.loads(job_file.read_text(encoding="utf-8")).get("output_dir")
-        if isinstance(value, str):
-            return _rel(job_file.parent, value)
-    return job_file.parent
-
-
-def cmd_batch(args: argparse.Namespace) -> int:
-    from vsr.cli import _notifier, _Progress
-    from vsr.report import write_reports
-
-    jobs, report_dir = plan_from_args(args)
-    if args.dry_run:
-        if args.json:
-            print(json.dumps({"plan": [j.to_dict() for j in jobs]}, indent=2))
-        else:
-            print(format_plan(jobs))
-        return 0
-    show = not args.quiet
-    notify = _notifier(show)
-    bars: dict[int, Any] = {}
-
-    def progress(job: BatchJob, done: int, total: int | None) -> None:
-        bar = bars.get(job.number)
-        if bar is None:
-            bar = bars[job.number] = _Progress(show, f"[{job.number}/{len(jobs)}] {job.input.name}")
-        bar(done, total)
-
-    def on_file(res: FileResult) -> None:
-        bar = bars.pop(res.job.number, None)
-        if bar is not None:
-            bar.close()
-        if show and res.status in ("done", "failed"):
-            detail = res.reason if res.status == "failed" else f"{res.frames} frames"
-            notify(f"[{res.job.number}/{len(jobs)}] {res.job.input}: {res.status} ({detail})")
-
-    try:
-        report = run_batch(
-            jobs,
-            workers=args.jobs,
-            output_dir=report_dir,
-            progress=progress,
-            notify=notify,
-            on_file=on_file,
-        )
-    finally:
-        for bar in bars.values():
-            bar.close()
-    write_reports(report, report_dir, html=not args.no_html)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(format_table(report))
-    if report.interrupted:
-        print("Aborted!", file=sys.stderr)
-        return 130
-    if report.failed:
-        codes = {r.exit_code for r in report.failed}
-        # One kind of failure keeps its own code (3: bad input ...); a mix is plain 1.
-        return codes.pop() if len(codes) == 1 else 1
-    return 0

@@ -13,12 +13,9 @@ Two outputs, both written under a temporary name and renamed when complete:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import json
 import math
-import os
 import re
 import tempfile
 import time
@@ -546,72 +543,3 @@ def preview(
     return PreviewResult(
         still, clip_path, clip_start, clip_frames, time.perf_counter() - start, notices
     )
-
-
-# --------------------------------------------------------------------------- the CLI
-
-
-def add_preview_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from vsr.batch import add_job_args
-
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "preview",
-        help="a before/after PNG and a short clip, to judge settings",
-        description="Write a split-view PNG (bicubic | model) of the frame at --at and a "
-        "short clip made by the real pipeline, to judge a preset before a long run.",
-    )
-    p.add_argument("input")
-    p.add_argument("--at", default="0", help="time of the frame: 00:01:30, 1:30.5 or 90")
-    p.add_argument("-o", "--output", help="the PNG (default: INPUT-compare.png here)")
-    p.add_argument(
-        "--seconds", type=float, default=DEFAULT_SECONDS, help="clip length (default: 3)"
-    )
-    p.add_argument("--clip", help="the clip's path (default: the PNG's name with .mp4)")
-    p.add_argument("--no-clip", action="store_true", help="only the PNG")
-    p.add_argument("--overwrite", "-y", action="store_true", help="replace existing outputs")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress or notices")
-    add_job_args(p)
-    return p
-
-
-def cmd_preview(args: argparse.Namespace) -> int:
-    from vsr.batch import model_extra_from_args, preset_from_args, resolve_job_options
-    from vsr.cli import _notifier, _Progress
-
-    at = parse_time(args.at)
-    if args.no_clip and args.clip:
-        raise UsageError("expected --clip PATH or --no-clip, not both")
-    png = Path(args.output) if args.output else Path(f"{Path(args.input).stem}-compare.png")
-    clip = None if args.no_clip else (Path(args.clip) if args.clip else png.with_suffix(".mp4"))
-    name, overrides = preset_from_args(args)
-    preset, options = resolve_job_options(
-        name,
-        overrides,
-        model_extra=model_extra_from_args(args),
-        temporal_strength=args.temporal_strength,
-        overwrite=args.overwrite,
-    )
-    show = not args.quiet
-    bar = _Progress(show, f"preview {os.path.basename(args.input)}")
-    try:
-        result = preview(
-            args.input,
-            png,
-            options,
-            preset,
-            at=at,
-            seconds=args.seconds,
-            clip=clip,
-            progress=bar,
-            notify=_notifier(show and not args.json),
-        )
-    finally:
-        bar.close()
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        print(result.still.path)
-        if result.clip is not None:
-            print(result.clip)
-    return 0

@@ -1,11 +1,12 @@
-"""`vsr train`: train or fine-tune the temporal network (vsr.temporal.network) on HR clips."""
+"""Train or fine-tune the temporal network (vsr.temporal.network) on HR clips.
+
+The command, `vsr train`, is vsr.cli.train; `python -m vsr.train` runs it too.
+"""
 
 from vsr.train.loop import (
     TrainConfig,
     TrainProgress,
     TrainResult,
-    add_train_parser,
-    cmd_train,
     train,
 )
 
@@ -13,7 +14,5 @@ __all__ = [
     "TrainConfig",
     "TrainProgress",
     "TrainResult",
-    "add_train_parser",
-    "cmd_train",
     "train",
 ]

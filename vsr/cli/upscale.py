@@ -1,0 +1,78 @@
+"""`vsr upscale INPUT -o OUTPUT`: one file through the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from vsr.cli.args import (
+    add_checkpoint_arg,
+    add_encode_args,
+    add_filter_args,
+    add_frame_path_args,
+    add_model_args,
+    options_from_args,
+)
+from vsr.cli.console import Console
+
+
+def add_parser(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser:
+    up: argparse.ArgumentParser = subparsers.add_parser(name, help=help)
+    up.add_argument("input")
+    up.add_argument("-o", "--output", required=True)
+    up.add_argument("--overwrite", "-y", action="store_true", help="replace an existing output")
+    up.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="repeat the previous frame for corrupt frames instead of stopping",
+    )
+    up.add_argument("--frames", type=int, help="only the first N frames")
+    up.add_argument("--json", action="store_true", help="print a JSON summary")
+    up.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notices")
+    up.add_argument("--segment-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
+    add_checkpoint_arg(up)
+    add_model_args(up)
+    add_frame_path_args(up)
+    add_filter_args(up)
+    add_encode_args(up)
+    return up
+
+
+def summary_line(result: Any) -> str:
+    """One line for the end of a run, on a terminal or not (as FFmpeg prints its own)."""
+    settings = result.settings
+    how = ", ".join(
+        str(v) for v in (result.model, settings.get("device"), settings.get("precision")) if v
+    )
+    return (
+        f"vsr: {result.input} -> {result.output}: {result.frames} frames in "
+        f"{result.seconds:.1f} s ({result.fps:.2f} fps; {how})"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from vsr.api import run as run_upscale
+
+    options = options_from_args(args)
+    show = not args.quiet
+    console = Console(notices=show and not args.json, progress=show)
+    progress = console.bar(os.path.basename(args.input))
+    try:
+        result = run_upscale(
+            args.input,
+            args.output,
+            options,
+            progress=progress,
+            notify=console.notify,
+            on_model=progress.describe,
+        )
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    elif show:
+        print(summary_line(result), file=sys.stderr)
+    return 0
