@@ -55,6 +55,27 @@ def test_top_level_help_lists_commands(cli: Cli) -> None:
         assert command in result.out
 
 
+def test_starting_up_imports_only_the_command_that_runs() -> None:
+    """`vsr --help`, `--version` and a light command's help do not pay for torch or PyAV."""
+    code = (
+        "import sys\n"
+        "from vsr.cli import main\n"
+        "for argv in (['--help'], ['--version'], ['probe', '--help'], ['presets', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code == 0, (argv, exc.code)\n"
+        "heavy = sorted({'torch', 'av', 'cv2', 'numpy', 'vsr.cli.upscale'} & set(sys.modules))\n"
+        "print(' '.join(heavy), file=sys.stderr)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "", f"imported at start-up: {proc.stderr.strip()}"
+
+
 def test_one_summary_line_on_a_pipe(cli: Cli, small: clips.Clip, tmp_path: Path) -> None:
     """No progress bar without a terminal, but one line at the end, as FFmpeg prints."""
     out = tmp_path / "out.mp4"
