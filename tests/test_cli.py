@@ -76,6 +76,27 @@ def test_starting_up_imports_only_the_command_that_runs() -> None:
     assert proc.stderr.strip() == "", f"imported at start-up: {proc.stderr.strip()}"
 
 
+def test_python_m_vsr_train_is_vsr_train() -> None:
+    """`python -m vsr.train` (named in vsr/weights/README.md) runs the CLI's train command."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def run(*args: str) -> CliResult:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vsr.train", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        return CliResult(code=proc.returncode, out=proc.stdout, err=proc.stderr)
+
+    result = run("--help")
+    assert result.code == 0, result.err
+    assert "--max-minutes" in result.out and "--init" in result.out
+    check_one_error_line(run(), 2, "required: clips, -o/--output")
+
+
 def test_one_summary_line_on_a_pipe(cli: Cli, small: clips.Clip, tmp_path: Path) -> None:
     """No progress bar without a terminal, but one line at the end, as FFmpeg prints."""
     out = tmp_path / "out.mp4"
