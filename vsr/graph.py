@@ -46,6 +46,7 @@ from vsr.media.tensor_color import (
     rgb_to_planes,
     siting_for_codec,
 )
+from vsr.threads import Cancelled, Stage, join
 
 ProgressFn = Callable[[int, "int | None"], None]
 _END = object()
@@ -335,19 +336,17 @@ def run_device_graph(
     graph: DeviceGraph,
     reader: VideoReader,
     writer: Any,
-    stage: Any,
+    stage: Stage,
     progress: ProgressFn | None,
     total: int | None,
 ) -> None:
-    """decode / device / encode threads for one pass (same contract as pipeline._run_graph).
+    """decode / device / encode threads for one pass (the swscale path's contract, vsr.pipeline).
 
     `writer` is the pipeline's segment sink (`write_video_frame`, `write_packet`).
 
-    `stage` is the pipeline's `_Stage` (bounded queues, cooperative cancellation); `reader`
+    `stage` holds the bounded queues and the cancellation (vsr.threads); `reader`
     must have been built with `arrays=graph.packer`.
     """
-    from vsr.pipeline import _Cancelled, _join
-
     q_in: queue.Queue[Any] = stage.new_queue()
     q_out: queue.Queue[Any] = stage.new_queue()
     packer = graph.packer
@@ -372,7 +371,7 @@ def run_device_graph(
                     stage.put(q_in, item)
             stage.put(q_in, _END)
         except runtime.RingClosed:
-            stage.fail(_Cancelled())
+            stage.fail(Cancelled())
         except BaseException as exc:
             stage.fail(exc)
         finally:
@@ -392,7 +391,7 @@ def run_device_graph(
                 else:
                     writer.write_packet(item)
         except runtime.RingClosed:
-            stage.fail(_Cancelled())
+            stage.fail(Cancelled())
         except BaseException as exc:
             stage.fail(exc)
 
@@ -423,19 +422,19 @@ def run_device_graph(
         threads[1].join()
     except KeyboardInterrupt:
         stage.stop.set()
-        _join(threads)
+        join(threads)
         raise Interrupted() from None
-    except (_Cancelled, runtime.RingClosed):
+    except (Cancelled, runtime.RingClosed):
         stage.stop.set()
-        _join(threads)
+        join(threads)
         stage.raise_first()
         raise VsrError("internal error: the device graph was cancelled") from None
     except BaseException:
         stage.stop.set()
-        _join(threads)
+        join(threads)
         stage.raise_first()
         raise
-    _join(threads)
+    join(threads)
     stage.raise_first()
     graph.stats.wall += time.perf_counter() - started
     graph.stats.peak_input_slots = max(graph.stats.peak_input_slots, packer.ring.peak_live)

@@ -28,6 +28,7 @@ from vsr.errors import (
 )
 from vsr.media.probe import IMAGE_SUFFIXES
 from vsr.models.base import FrameGeometry, Processor, output_size
+from vsr.outputs import atomic_output
 
 _ALPHA_SUFFIXES = {".png", ".webp", ".tif", ".tiff"}
 _DEEP_SUFFIXES = {".png", ".tif", ".tiff"}
@@ -252,17 +253,8 @@ def read_image(path: Path) -> np.ndarray:
     return np.asarray(image)
 
 
-def upscale_image(
-    input_path: Path,
-    output: Path,
-    processor: Processor,
-    note: Callable[[str], None],
-    *,
-    max_memory: int | None = None,
-) -> tuple[int, float]:
-    """Returns (frames, seconds). `max_memory` (bytes, --max-memory) bounds what it may use."""
-    from vsr.pipeline import atomic_output
-
+def check_suffixes(input_path: Path, output: Path) -> None:
+    """An image goes to an image file; a video never does."""
     if input_path.suffix.lower() not in IMAGE_SUFFIXES:
         raise UsageError(
             f"the input {input_path.name} is a video but the output {output.name} is an image; "
@@ -273,6 +265,18 @@ def upscale_image(
             f"the input {input_path.name} is an image; expected an image output "
             f"({', '.join(sorted(IMAGE_SUFFIXES))}), got {output.name}"
         )
+
+
+def upscale_image(
+    input_path: Path,
+    output: Path,
+    processor: Processor,
+    note: Callable[[str], None],
+    *,
+    max_memory: int | None = None,
+) -> tuple[int, float]:
+    """Returns (frames, seconds). `max_memory` (bytes, --max-memory) bounds what it may use."""
+    check_suffixes(input_path, output)
     start = time.perf_counter()
     suffix = output.suffix.lower()
     header = read_header(input_path) if input_path.exists() else None
