@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from vsr.config import UpscaleOptions
 
 if TYPE_CHECKING:
+    from vsr.plan import ImagePlan, VideoPlan
     from vsr.presets import Preset
 from vsr.errors import ConfigError, UsageError
 from vsr.media.probe import MediaInfo
@@ -264,3 +265,12 @@ def run(
 def probe(path: str | Path) -> MediaInfo:
     """The facts vsr sees in a file (streams, timing, colour, layout)."""
     return _probe(path)
+
+
+def plan(input: str | Path, output: str | Path, options: UpscaleOptions) -> VideoPlan | ImagePlan:
+    """What `run` would do with these options (sizes, encoder, streams, frame count, resume
+    state), decided without decoding a frame, loading weights or writing anything: the plan
+    `vsr upscale --dry-run` prints. Its `to_dict()` is JSON-able."""
+    from vsr.plan import plan_file
+
+    return plan_file(input, output, options)

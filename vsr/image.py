@@ -304,26 +304,33 @@ def upscale_image(
         else:
             note(f"{suffix} has no alpha channel: the input's transparency is dropped")
     processor.init(FrameGeometry(w, h))
+    still = _Still(image, keep_deep, grey, out_alpha)
     with atomic_output(output) as tmp:
         if plan.band_rows is None:
-            result = _upscale_rows(image, 0, h, processor, keep_deep, grey)
+            result = _upscale_rows(still, 0, h, processor)
             _write_whole(tmp, output, result, out_alpha)
         else:
             note(
                 f"{w}x{h} is processed in bands of {plan.band_rows} rows to bound memory "
                 f"(about {_gb(plan.need)})"
             )
-            _upscale_in_bands(
-                tmp, output, image, processor, plan.band_rows, keep_deep, grey, out_alpha
-            )
+            _upscale_in_bands(tmp, output, still, processor, plan.band_rows)
     return 1, time.perf_counter() - start
 
 
-def _upscale_rows(
-    image: np.ndarray, top: int, bottom: int, processor: Processor, keep_deep: bool, grey: bool
-) -> np.ndarray:
+@dataclass(frozen=True)
+class _Still:
+    """The decoded picture and how it is written: 16-bit kept, grey, the resized alpha."""
+
+    image: np.ndarray  # as OpenCV read it (BGR, BGRA or grey)
+    keep_deep: bool
+    grey: bool
+    alpha: np.ndarray | None  # already at the output size; None: none kept
+
+
+def _upscale_rows(still: _Still, top: int, bottom: int, processor: Processor) -> np.ndarray:
     """Rows [top, bottom) of the image through the processor: H x W x 3 RGB, output dtype."""
-    rows = image[top:bottom]
+    rows, grey, keep_deep = still.image[top:bottom], still.grey, still.keep_deep
     # OpenCV's BGR(A) to RGB; grey to three equal channels.
     rgb = np.repeat(rows[..., None], 3, axis=2) if grey else np.ascontiguousarray(rows[..., 2::-1])
     peak = 65535.0 if rows.dtype == np.uint16 else 255.0
@@ -348,19 +355,13 @@ def _write_whole(tmp: Path, output: Path, rgb: np.ndarray, alpha: np.ndarray | N
 
 
 def _upscale_in_bands(
-    tmp: Path,
-    output: Path,
-    image: np.ndarray,
-    processor: Processor,
-    band: int,
-    keep_deep: bool,
-    grey: bool,
-    alpha: np.ndarray | None,
+    tmp: Path, output: Path, still: _Still, processor: Processor, band: int
 ) -> None:
     """Overlapping bands of rows, each cropped to its core: seams match the whole image's.
 
     PNG output is written band by band; other formats are assembled first (8/16-bit only).
     """
+    image, keep_deep, alpha = still.image, still.keep_deep, still.alpha
     h, w = image.shape[:2]
     s = int(processor.scale)
     out_h, out_w = h * s, w * s
@@ -377,7 +378,7 @@ def _upscale_in_bands(
         for top in range(0, h, band):
             bottom = min(h, top + band)
             lo, hi = max(0, top - _BAND_OVERLAP), min(h, bottom + _BAND_OVERLAP)
-            rows = _upscale_rows(image, lo, hi, processor, keep_deep, grey)
+            rows = _upscale_rows(still, lo, hi, processor)
             core = rows[(top - lo) * s : (bottom - lo) * s]
             if png is not None:
                 if alpha is not None:
