@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from vsr.models.archs.rrdbnet import RRDB, RRDBNet, rrdbnet_macs_per_pixel
+from vsr.models.archs.rrdbnet import count_params as _params_rrdbnet
 from vsr.models.archs.srvgg import SRVGGNetCompact, srvgg_macs_per_pixel
-from vsr.models.zoo import _params_rrdbnet, _params_srvgg
+from vsr.models.archs.srvgg import count_params as _params_srvgg
 
 
 def _conv_macs(model: torch.nn.Module, x: torch.Tensor) -> float:

