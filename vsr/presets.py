@@ -81,21 +81,6 @@ from vsr.media.filters import (
 Temporal = Literal["off", "stabilize"]
 TEMPORAL_MODES: tuple[str, ...] = ("off", "stabilize")
 
-# Model names the shipped presets use, checked without importing the model registry (which
-# imports torch) so `vsr presets list` stays fast; other names are looked up in the registry.
-# A path to a checkpoint is accepted as well.
-KNOWN_MODELS: tuple[str, ...] = (
-    "realesr-animevideov3",
-    "realesr-animevideov3-x2",
-    "realesr-animevideov3-x3",
-    "realesr-animevideov3-x4",
-    "realesrgan-x4plus",
-    "realesrgan-x4plus-anime",
-    "vsr-temporal-x2",
-    "vsr-temporal-x4",
-    "bicubic",
-)
-CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".safetensors", ".ckpt", ".param")
 # x264 and x265 share these speed presets; other encoders are checked when they open.
 X26X_PRESETS: tuple[str, ...] = (
     "ultrafast",
@@ -713,26 +698,18 @@ def _parse(
     )
 
 
-def _model_names() -> list[str]:
-    """Every model name the registry knows (imported late: it brings torch along)."""
-    from vsr.models import zoo
-    from vsr.temporal.processor import list_temporal_models
-
-    names = (
-        {"bicubic"} | {e.name for e in zoo.list_models()} | {e.family for e in zoo.list_models()}
-    )
-    names |= {str(row["name"]) for row in list_temporal_models()}
-    return sorted(names)
-
-
 def _model_name(check: _Checker, model: Mapping[str, Any], preset_file: Path | None) -> str:
+    """A model name the registry knows (lower case), or a path to a weights file."""
+    from vsr.models import registry
+
     value = model.get("name", "realesr-animevideov3")
     if not isinstance(value, str) or not value.strip():
         raise check.fail(f"expected model.name to be a model name or path, got {_show(value)}")
     value = value.strip()
-    if value.lower() in KNOWN_MODELS:
+    names = registry.model_names()
+    if value.lower() in names:
         return value.lower()
-    if value.lower().endswith(CHECKPOINT_SUFFIXES) or "/" in value or os.sep in value:
+    if registry.names_a_file(value):
         path = Path(value).expanduser()
         if (
             not path.is_absolute()
@@ -742,9 +719,6 @@ def _model_name(check: _Checker, model: Mapping[str, Any], preset_file: Path | N
             # A checkpoint named next to the preset that uses it.
             path = preset_file.parent / path
         return str(path)
-    names = _model_names()
-    if value.lower() in names:
-        return value.lower()
     hint = _did_you_mean(value, names, fallback=f"models: {', '.join(names)}, or a checkpoint path")
     if check.origin == COMMAND_LINE:
         # --model NAME is a model error, like the same name reaching the registry.

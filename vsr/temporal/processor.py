@@ -492,10 +492,19 @@ def create_temporal_processor(
     return TemporalProcessor(network, options, name=label, notify=notify)
 
 
+def _shipped_paths() -> list[Path]:
+    return sorted(weights_dir().glob("vsr-temporal-*.safetensors"))
+
+
+def shipped_names() -> list[str]:
+    """The temporal models shipped in this install (without loading them)."""
+    return [path.stem for path in _shipped_paths()]
+
+
 def list_temporal_models() -> list[dict[str, Any]]:
     """Facts on the shipped temporal models for `vsr models list` (JSON-serialisable)."""
     rows: list[dict[str, Any]] = []
-    for path in sorted(weights_dir().glob("vsr-temporal-*.safetensors")):
+    for path in _shipped_paths():
         network = load_network(path)
         desc = descriptor_for(
             path.stem, network.config, count_parameters(network), DEFAULT_CHUNK, DEFAULT_OVERLAP
