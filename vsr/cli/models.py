@@ -26,13 +26,10 @@ def add_parser(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser
 
 
 def run(args: argparse.Namespace) -> int:
-    from vsr.models import zoo
-    from vsr.temporal.processor import list_temporal_models
+    from vsr.models import registry
 
-    temporal = {str(r["name"]): r for r in list_temporal_models()}
     if args.models_command == "list":
-        rows = [zoo.model_info(e) for e in zoo.list_models()]
-        rows += [{**r, "cached": True} for r in temporal.values()]
+        rows = registry.list_models()
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
@@ -40,13 +37,16 @@ def run(args: argparse.Namespace) -> int:
         print("\nAny ESRGAN/Compact .pth or .safetensors file works too: --model path/to/file")
         return 0
     if args.models_command == "info":
-        info = temporal.get(args.name) or zoo.model_info(zoo.get_entry(args.name))
+        info = registry.model_info(args.name)
         if args.json:
             print(json.dumps(info, indent=2))
         else:
             for key, value in info.items():
                 print(f"{key}: {value}")
         return 0
+    # Only the zoo's models are converted (from their PyPI package) and cached.
+    from vsr.models import zoo
+
     names = [e.name for e in zoo.list_models()] if args.all or not args.names else args.names
     console = Console()
     for name in names:
