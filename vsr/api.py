@@ -7,6 +7,7 @@ from Python, from the command line and from a job file.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,9 +18,14 @@ if TYPE_CHECKING:
     from vsr.plan import ImagePlan, VideoPlan
     from vsr.presets import Preset
 from vsr.errors import ConfigError, UsageError
+from vsr.events import Notify, ProgressFn
 from vsr.media.probe import MediaInfo
 from vsr.media.probe import probe as _probe
+from vsr.options import API_OPTIONS, OPTIONS, OVERRIDES, did_you_mean, option
 from vsr.pipeline import UpscaleResult, upscale_file
+
+# Where each option's value goes (vsr.options.Target): a preset key, the machine, the run.
+OPTION_TARGETS = {o.name: o.target for o in OPTIONS}
 
 
 def parse_tile(tile: int | str | None) -> int | None:
@@ -65,7 +71,7 @@ def resolve_preset(
 ) -> Preset:
     """A preset (name, path or object; None: the defaults) with `overrides` on top.
 
-    `overrides` are preset keys (vsr.presets.OVERRIDE_KEYS); None means "not given". Every
+    `overrides` are preset keys (vsr.options.OVERRIDES); None means "not given". Every
     value goes through the preset checker, so a typo fails the same way from Python, the
     command line and a job file. A preset file's encoder options that name a file are refused
     unless the caller gives that key itself: ``trusted_options`` (default: the keys of
@@ -89,41 +95,32 @@ def resolve_preset(
 
 
 def options_from_preset(
-    resolved: Preset,
-    *,
-    tile_overlap: int = 16,
-    device: str = "auto",
-    batch: int = 1,
-    compile: bool = False,
-    max_memory: int | None = None,
-    temporal_strength: float | None = None,
-    overwrite: bool = False,
-    skip_corrupt: bool = False,
-    max_frames: int | None = None,
-    segment_seconds: float = 30.0,
-    keep_manifest: bool = False,
+    resolved: Preset, *, keep_manifest: bool = False, **run: Any
 ) -> UpscaleOptions:
-    """The pipeline's options: the preset's job plus what presets don't hold."""
+    """The pipeline's options: the preset's job plus what presets don't hold.
+
+    ``run`` holds the options of the table (vsr.options) that presets don't hold, by name: the
+    machine's (device, batch, tile_overlap, compile, max_memory, set on ModelOptions) and the
+    run's (overwrite, max_frames, color_path ..., set on UpscaleOptions); what is left out
+    takes its default. ``keep_manifest`` keeps the resume manifest beside a finished output.
+    """
+    machine: dict[str, Any] = {}
+    fields: dict[str, Any] = {}
+    for name, value in run.items():
+        target = OPTION_TARGETS.get(name)
+        if target not in ("model", "run"):
+            raise TypeError(f"options_from_preset() got an unexpected keyword argument {name!r}")
+        (machine if target == "model" else fields)[name] = value
     return UpscaleOptions(
-        model=resolved.model_options(
-            tile_overlap=tile_overlap,
-            device=device,
-            batch=batch,
-            compile=compile,
-            max_memory=max_memory,
-        ),
+        model=resolved.model_options(**machine),
         encode=resolved.encode_options(),
         filters=resolved.filter_spec(),
         height=resolved.height,
         temporal=resolved.temporal,
-        temporal_strength=temporal_strength,
         max_seconds=resolved.duration,
         checkpoint_every=resolved.checkpoint_every or UpscaleOptions.checkpoint_every,
-        overwrite=overwrite,
-        skip_corrupt=skip_corrupt,
-        max_frames=max_frames,
-        segment_seconds=segment_seconds,
         keep_manifest=keep_manifest,
+        **fields,
     )
 
 
@@ -141,72 +138,73 @@ def upscale(
     input: str | Path,
     output: str | Path,
     *,
-    preset: str | Path | None = None,
-    model: str | Path | None = None,
-    scale: float | None = None,
-    height: int | None = None,
-    overwrite: bool = False,
-    codec: str | None = None,
-    crf: float | None = None,
-    encoder_preset: str | None = None,
-    pix_fmt: str | None = None,
-    encoder_options: Mapping[str, str] | None = None,
-    skip_corrupt: bool = False,
-    tile: int | str | None = None,
-    tile_overlap: int = 16,
-    precision: str | None = None,
-    device: str = "auto",
-    batch: int = 1,
-    compile: bool = False,
-    max_memory: int | None = None,
-    temporal: str | None = None,
-    temporal_strength: float | None = None,
-    deinterlace: str | None = None,
-    deinterlace_mode: str | None = None,
-    crop: str | tuple[int, int, int, int] | None = None,
-    square_pixels: bool | None = None,
-    denoise: str | None = None,
-    denoise_strength: float | None = None,
-    max_frames: int | None = None,
-    checkpoint_every: float | None = None,
-    progress: Callable[[int, int | None], None] | None = None,
-    notify: Callable[[str], None] | None = None,
+    progress: ProgressFn | None = None,
+    notify: Notify | None = None,
+    **options: Any,
 ) -> UpscaleResult:
-    """Upscale a video or image file; see `vsr upscale --help` for every option."""
-    name, speed = split_preset(str(preset) if preset is not None else None, encoder_preset)
-    options = build_options(
-        preset=name,
-        overrides={
-            "model": str(model) if model is not None else None,
-            "scale": scale,
-            "height": height,
-            "tile": tile,
-            "precision": precision,
-            "temporal": temporal,
-            "deinterlace": deinterlace,
-            "deinterlace_mode": deinterlace_mode,
-            "crop": crop,
-            "square_pixels": square_pixels,
-            "denoise": denoise,
-            "denoise_strength": denoise_strength,
-            "codec": codec,
-            "crf": crf,
-            "encoder_preset": speed,
-            "pix_fmt": pix_fmt,
-            "encoder_options": dict(encoder_options) if encoder_options else None,
-            "checkpoint_every": checkpoint_every,
-        },
-        tile_overlap=tile_overlap,
-        device=device,
-        batch=batch,
-        compile=compile,
-        max_memory=max_memory,
-        temporal_strength=temporal_strength,
-        overwrite=overwrite,
-        skip_corrupt=skip_corrupt,
-        max_frames=max_frames,
+    """Upscale a video or image file; see `vsr upscale --help` for every option.
+
+    The keyword arguments are the options of vsr.options.OPTIONS (below); what is not given
+    comes from the preset (or vsr's defaults). A misspelt keyword is a TypeError with a
+    did-you-mean, a bad value a ConfigError naming the option.
+    """
+    given = _api_options(options)
+    name, speed = split_preset(
+        str(given["preset"]) if given["preset"] is not None else None, given["encoder_preset"]
     )
-    return run(input, output, options, progress=progress, notify=notify)
+    overrides = {k: given[k] for k in OVERRIDES if k in given}
+    overrides["model"] = str(given["model"]) if given["model"] is not None else None
+    overrides["encoder_preset"] = speed
+    encoder_options = given["encoder_options"]
+    overrides["encoder_options"] = dict(encoder_options) if encoder_options else None
+    run_options = {k: v for k, v in given.items() if OPTION_TARGETS[k] in ("model", "run")}
+    built = build_options(preset=name, overrides=overrides, **run_options)
+    return run(input, output, built, progress=progress, notify=notify)
+
+
+def _api_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Every keyword of upscale(), the caller's or its default; TypeError for an unknown one."""
+    for name in options:
+        if name not in API_OPTIONS:
+            hint = did_you_mean(name, API_OPTIONS)
+            raise TypeError(
+                f"upscale() got an unexpected keyword argument {name!r}"
+                + (f" ({hint})" if hint else "")
+            )
+    return {name: options.get(name, option(name).api_default) for name in API_OPTIONS}
+
+
+def _signature() -> inspect.Signature:
+    """upscale()'s signature as help() and inspect show it: ``**options`` from the table."""
+    written = inspect.signature(upscale)
+    paths = [p for p in written.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    callbacks = [p for p in written.parameters.values() if p.kind is p.KEYWORD_ONLY]
+    table = []
+    for name in API_OPTIONS:
+        opt = option(name)
+        kinds = [t.__name__ for t in opt.accepts] + (["None"] if opt.api_default is None else [])
+        table.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=opt.api_default,
+                annotation=" | ".join(kinds),
+            )
+        )
+    return written.replace(parameters=[*paths, *table, *callbacks])
+
+
+def _options_doc() -> str:
+    lines = ["", "    Options:", ""]
+    for name in API_OPTIONS:
+        opt = option(name)
+        text = opt.help or (", ".join(opt.choices) if opt.choices else opt.expects)
+        lines.append(f"        {name}: {text}")
+    return "\n".join(lines)
+
+
+upscale.__signature__ = _signature()  # type: ignore[attr-defined]
+upscale.__doc__ = (upscale.__doc__ or "") + _options_doc()
 
 
 def run(

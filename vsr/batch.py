@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import math
 import os
 import queue
@@ -31,6 +30,7 @@ from vsr.config import UpscaleOptions
 from vsr.errors import ConfigError, InputNotFoundError, Interrupted, UsageError, VsrError
 from vsr.media.probe import IMAGE_SUFFIXES
 from vsr.media.remux import CONTAINERS
+from vsr.options import JOB_OPTIONS, MODEL_DEFAULTS, OVERRIDES, did_you_mean, option, type_error
 from vsr.preflight import check_reachable
 from vsr.presets import Preset, option_keys, refuse_file_options
 
@@ -53,68 +53,13 @@ MEDIA_SUFFIXES = VIDEO_SUFFIXES | frozenset(IMAGE_SUFFIXES)
 # The container for an input whose own container vsr cannot write: MKV holds any stream.
 FALLBACK_CONTAINER = ".mkv"
 
-# Options a job (or the command line) may set beyond the preset's own keys: they describe the
-# machine or the run, not the look of the result, so presets do not hold them.
-_RUN_KEYS = ("device", "batch", "tile_overlap", "overwrite", "skip_corrupt", "container")
-# Every override key vsr.presets.merge understands, as a job file spells it.
-_OVERRIDE_KEYS = (
-    "model",
-    "scale",
-    "tile",
-    "precision",
-    "temporal",
-    "height",
-    "deinterlace",
-    "deinterlace_mode",
-    "deinterlacer",
-    "crop",
-    "square_pixels",
-    "denoise",
-    "denoise_strength",
-    "codec",
-    "crf",
-    "encoder_preset",
-    "pix_fmt",
-    "encoder_options",
-    "duration",
-    "checkpoint_every",
-)
-_TOP_KEYS = ("job", "output_dir", "preset", *_OVERRIDE_KEYS, *_RUN_KEYS)
-_JOB_KEYS = ("input", "output", "preset", *_OVERRIDE_KEYS, *_RUN_KEYS)
-# Types checked here so that the message names the job file's own key; ranges and choices are
-# checked by vsr.presets, whose messages name the preset section (encode.crf ...).
-_KEY_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "input": ((str,), "a path"),
-    "output": ((str,), "a path"),
-    "output_dir": ((str,), "a path"),
-    "preset": ((str,), "a preset name or path"),
-    "model": ((str,), "a model name or checkpoint path"),
-    "scale": ((int, float), "a number"),
-    "tile": ((str, int), '"off", "auto" or a number'),
-    "precision": ((str,), "a string"),
-    "temporal": ((str,), "a string"),
-    "height": ((int,), "an integer"),
-    "deinterlace": ((str,), "a string"),
-    "deinterlace_mode": ((str,), "a string"),
-    "deinterlacer": ((str,), "a string"),
-    "crop": ((str, list), '"off", "auto", "W:H:X:Y" or [w, h, x, y]'),
-    "square_pixels": ((bool,), "true or false"),
-    "denoise": ((str,), "a string"),
-    "denoise_strength": ((int, float), "a number"),
-    "codec": ((str,), "a string"),
-    "crf": ((int, float), "a number"),
-    "encoder_preset": ((str,), "a string"),
-    "pix_fmt": ((str,), "a string"),
-    "encoder_options": ((dict,), "a table of key = value"),
-    "duration": ((int, float), "a number of seconds"),
-    "checkpoint_every": ((int, float), "a number of seconds"),
-    "device": ((str,), '"auto", "cpu", "cuda" or "cuda:N"'),
-    "batch": ((int,), "an integer"),
-    "tile_overlap": ((int,), "an integer"),
-    "overwrite": ((bool,), "true or false"),
-    "skip_corrupt": ((bool,), "true or false"),
-    "container": ((str,), "an extension such as mkv or mp4"),
-}
+# The job file's own keys, besides the options (vsr.options.JOB_OPTIONS) it may set at the top
+# (for every job) or in a [[job]]: where the jobs are, what each reads and writes.
+_PATH_KEYS = ("input", "output", "output_dir")
+_TOP_KEYS = ("job", "output_dir", *JOB_OPTIONS)
+_JOB_KEYS = ("input", "output", *JOB_OPTIONS)
+# The options a job sets over its preset (vsr.presets.merge).
+_OVERRIDE_KEYS = tuple(OVERRIDES)
 
 
 # --------------------------------------------------------------------------- the plan
@@ -224,7 +169,7 @@ def normalise_container(container: str) -> str:
         raise UsageError(
             f"expected a container one of {', '.join(sorted(c[1:] for c in CONTAINERS))}, "
             f"got {container!r}",
-            hint=_did_you_mean(ext[1:], [c[1:] for c in CONTAINERS]),
+            hint=did_you_mean(ext[1:], [c[1:] for c in CONTAINERS]),
         )
     return ext
 
@@ -367,24 +312,23 @@ def plan_batch(
     ]
 
 
-def _did_you_mean(word: str, choices: Sequence[str]) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
-
-
 def _check_table(table: Mapping[str, Any], allowed: Sequence[str], where: str, path: Path) -> None:
     for key, value in table.items():
         if key not in allowed:
             raise ConfigError(
                 f"{where}: unknown key {key!r}",
                 path=path,
-                hint=_did_you_mean(key, allowed) or f"keys: {', '.join(allowed)}",
+                hint=did_you_mean(key, allowed) or f"keys: {', '.join(allowed)}",
             )
-        if key in _KEY_TYPES:
-            types, text = _KEY_TYPES[key]
-            bad_bool = isinstance(value, bool) and bool not in types
-            if bad_bool or not isinstance(value, types):
-                raise ConfigError(f"{where}: expected {key} to be {text}, got {value!r}", path=path)
+        if key == "job":
+            wrong = None  # its tables are checked one by one
+        elif key in _PATH_KEYS:
+            is_path = isinstance(value, str)
+            wrong = None if is_path else f"expected {key} to be a path, got {value!r}"
+        else:
+            wrong = type_error(key, value)
+        if wrong is not None:
+            raise ConfigError(f"{where}: {wrong}", path=path)
 
 
 def plan_job_file(
@@ -476,7 +420,7 @@ def plan_job_file(
                 preset_name,
                 job_overrides,
                 model_extra={
-                    **{k: settings.get(k) for k in ("device", "batch", "tile_overlap")},
+                    **{k: settings.get(k) for k in MODEL_DEFAULTS if option(k).job},
                     **(model_extra or {}),
                 },
                 overwrite=overwrite if overwrite is not None else settings.get("overwrite", False),
