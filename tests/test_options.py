@@ -81,7 +81,7 @@ def _group_of(parser: argparse.ArgumentParser) -> dict[int, str | None]:
 def _parsers() -> Iterator[tuple[str, argparse.ArgumentParser]]:
     from vsr.cli import build_parser
 
-    commands = _subparsers(build_parser(wants_train=True))
+    commands = _subparsers(build_parser())
     for command in JOB_COMMANDS:
         yield command, commands[command]
 

@@ -58,8 +58,6 @@ FALLBACK_CONTAINER = ".mkv"
 _PATH_KEYS = ("input", "output", "output_dir")
 _TOP_KEYS = ("job", "output_dir", *JOB_OPTIONS)
 _JOB_KEYS = ("input", "output", *JOB_OPTIONS)
-# The options a job sets over its preset (vsr.presets.merge).
-_OVERRIDE_KEYS = tuple(OVERRIDES)
 
 
 # --------------------------------------------------------------------------- the plan
@@ -414,7 +412,7 @@ def plan_job_file(
             preset_name = settings.pop("preset", None)
             if isinstance(preset_name, str) and preset_name.endswith(".toml"):
                 preset_name = str(_rel(base_dir, preset_name))
-            job_overrides = {k: settings[k] for k in _OVERRIDE_KEYS if k in settings}
+            job_overrides = {k: settings[k] for k in OVERRIDES if k in settings}
             job_overrides.update({k: v for k, v in (overrides or {}).items() if v is not None})
             preset, options = resolve_job_options(
                 preset_name,

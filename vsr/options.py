@@ -12,13 +12,12 @@ takes and its default. From this table
 - ``vsr.api.upscale`` takes the options as keyword arguments (its signature is generated).
 
 Adding an option is one row here plus what it does. This module is plain data and pure
-functions: no argparse (only ``vsr.cli`` parses argv), nothing heavy imported.
+functions: no argparse (only ``vsr.cli`` parses argv), no torch.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Literal
@@ -33,6 +32,7 @@ from vsr.config import (
 )
 from vsr.errors import UsageError
 from vsr.media.filters import DEINTERLACE_CHOICES, DEINTERLACE_MODES, DEINTERLACERS
+from vsr.spelling import did_you_mean, edit_distance  # the look-ups of the table, re-exported
 
 # The commands whose flags come from this table (others have only their own flags).
 Command = Literal["upscale", "bench", "batch", "preview"]
@@ -69,10 +69,6 @@ def _parse_memory(text: str) -> int:
         return int(float(value) * factor)
     except ValueError:
         raise UsageError(f"expected --max-memory like 4G or 512M, got {text!r}") from None
-
-
-parse_memory = _parse_memory
-"""``--max-memory``: bytes from ``4G``, ``512M``, ``1.5GiB`` or a plain number."""
 
 
 @dataclass(frozen=True)
@@ -547,40 +543,20 @@ def type_error(name: str, value: object) -> str | None:
     return None
 
 
-def unknown_option(name: str, known: Iterable[str]) -> str:
-    """The message for an option that is not in ``known``, with a did-you-mean."""
-    hint = did_you_mean(name, list(known))
-    return f"unknown option {name!r}" + (f" ({hint})" if hint else "")
-
-
-# --------------------------------------------------------------------------- did you mean
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """``did you mean 'X'?`` for the closest choice, or None when nothing is close.
-
-    The one suggester of the package: option names, preset keys, presets, models, codecs.
-    """
-    options = list(choices)
-    close = difflib.get_close_matches(word, options, n=5, cutoff=0.6)
-    if not close:
-        return None
-    # difflib scores a swap of two letters ("libx246") like any two changes; among its
-    # candidates, prefer the fewest edits counting a swap as one.
-    best = min(close, key=lambda c: (edit_distance(word, c), close.index(c)))
-    return f"did you mean {best!r}?"
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Optimal string alignment distance: insertions, deletions, changes, adjacent swaps."""
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        row = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                row[j] = min(row[j], prev2[j - 2] + 1)
-        prev2, prev = prev, row
-    return prev[-1]
+__all__ = [
+    "API_OPTIONS",
+    "GROUPS",
+    "JOB_COMMANDS",
+    "JOB_OPTIONS",
+    "MODEL_DEFAULTS",
+    "OPTIONS",
+    "OVERRIDES",
+    "PRESET_SECTIONS",
+    "Option",
+    "did_you_mean",
+    "edit_distance",
+    "for_command",
+    "option",
+    "preset_keys",
+    "type_error",
+]

@@ -1,206 +1,72 @@
-"""Argument groups that several commands share, and turning them into options.
+"""The job options' flags, generated from the option table, and turning them back into options.
 
-`vsr upscale`, `bench`, `batch` and `preview` take the same model, filter and encoding
-options; they are declared once here so that the commands cannot drift apart.
+`vsr upscale`, `bench`, `batch` and `preview` take the options of vsr.options.OPTIONS: each
+option's flag, help, type, choices, default and group come from its row there, so the commands
+cannot drift apart and a new option is one row. A command adds its own flags (input, -o,
+--json ...) itself and places the table's ungrouped options among them with `add_options`.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
-from vsr.config import (
-    COLOR_PATHS,
-    DEFAULT_MODEL,
-    ENCODER_BACKENDS,
-    HWACCELS,
-    PRECISIONS,
-    TEMPORAL_MODES,
-    UpscaleOptions,
-    parse_key_values,
-)
-from vsr.errors import UsageError
+from vsr.config import UpscaleOptions, parse_key_values
+from vsr.options import GROUPS, MODEL_DEFAULTS, OPTIONS, Option, for_command, option
 
 
-def parse_memory(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    value = text.strip().lower().removesuffix("ib").removesuffix("b")
-    factor = 1
-    if value and value[-1] in units:
-        factor = units[value[-1]]
-        value = value[:-1]
-    try:
-        return int(float(value) * factor)
-    except ValueError:
-        raise UsageError(f"expected --max-memory like 4G or 512M, got {text!r}") from None
+def add_option(parser: Any, opt: Option, command: str) -> None:
+    """One option's flag on a parser or argument group, as `command` shows it."""
+    kwargs: dict[str, Any] = {}
+    default = opt.cli_default(command)
+    if opt.flag == "switch":
+        kwargs["action"] = "store_true"
+    elif opt.flag == "append":
+        kwargs["action"] = "append"
+    else:
+        kwargs.update(type=opt.parse, choices=opt.choices)
+    if default is not False:
+        kwargs["default"] = default
+    if opt.metavar is not None:
+        kwargs["metavar"] = opt.metavar
+    kwargs["help"] = argparse.SUPPRESS if opt.hidden else opt.help_for(command)
+    parser.add_argument(*opt.flags, **kwargs)
 
 
-def add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--checkpoint-every",
-        type=float,
-        metavar="SECONDS",
-        help="save finished work this often, so a killed job loses at most that much (default: 60)",
-    )
+def add_options(parser: argparse.ArgumentParser, command: str, *names: str) -> None:
+    """The table's ungrouped options of `command`, where the command wants them among its own."""
+    for name in names:
+        opt = option(name)
+        if command not in opt.commands or opt.group is not None:
+            raise ValueError(f"option {name!r} is not one of {command}'s own options")
+        add_option(parser, opt, command)
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument(
-        "--model",
-        help=f"model name (see 'vsr models list') or a .pth/.safetensors file "
-        f"(default: {DEFAULT_MODEL})",
-    )
-    g.add_argument("--scale", type=float, help="output size / input size (default: the model's)")
-    g.add_argument("--height", type=int, help="resize the result to this height (e.g. 1080)")
-    g.add_argument("--tile", help="tile size in input pixels, 'auto' or 'off' (default: off)")
-    g.add_argument("--tile-overlap", type=int, default=16, help="tile overlap in pixels")
-    g.add_argument("--precision", choices=PRECISIONS, help="default: auto")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--batch", type=int, default=1, help="frames per forward pass")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
-    g.add_argument("--max-memory", type=parse_memory, help="memory for --tile auto, e.g. 4G")
-    g.add_argument("--temporal", choices=TEMPORAL_MODES, help="stabilize: steady textures")
-    g.add_argument("--temporal-strength", type=float, help="0..1 (default: per model)")
+def add_option_groups(parser: argparse.ArgumentParser, command: str) -> None:
+    """The argument groups (model, frame path, restoration, encoding) `command` takes."""
+    for title in GROUPS:
+        options = for_command(command, title)
+        if options:
+            group = parser.add_argument_group(title)
+            for opt in options:
+                add_option(group, opt, command)
 
 
-def add_frame_path_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("frame path (decoder, device, encoder)")
-    g.add_argument(
-        "--color-path",
-        choices=COLOR_PATHS,
-        default="auto",
-        help="tensor: frames cross as integer planes, colour on the model's device; swscale: "
-        "float RGB made on the host (default auto: tensor wherever it applies; swscale for "
-        "alpha, temporal models and --height)",
-    )
-    g.add_argument(
-        "--hwaccel",
-        choices=HWACCELS,
-        default="auto",
-        help="NVDEC hardware decoding: auto (when the model runs on CUDA and the codec allows; "
-        "software otherwise, with a notice if it failed), cuda (or an error), none",
-    )
-    g.add_argument(
-        "--encoder-backend",
-        choices=ENCODER_BACKENDS,
-        default="pyav",
-        help="pyav (default), or ffmpeg: the system ffmpeg program encodes raw frames piped "
-        "in (for encoders PyAV's FFmpeg lacks); same timestamps and final mux",
-    )
+def _given(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Every table option of `command`, by name, as parsed."""
+    return {o.name: getattr(args, o.dest) for o in OPTIONS if command in o.commands}
 
 
-def add_filter_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("restoration (before the model)")
-    g.add_argument("--deinterlace", choices=("auto", "off", "tff", "bff"))
-    g.add_argument(
-        "--deinterlace-mode",
-        choices=("frame", "field"),
-        help="frame: one frame per frame; field: double rate",
-    )
-    g.add_argument("--deinterlacer", choices=("bwdif", "yadif"))
-    g.add_argument("--crop", help="auto, off, or W:H:X:Y")
-    g.add_argument(
-        "--square-pixels",
-        action="store_true",
-        default=None,
-        help="resample anamorphic video to square pixels",
-    )
-    g.add_argument("--denoise", help="off, atadenoise, fftdnoiz, nlmeans, hqdn3d")
-    g.add_argument("--denoise-strength", type=float)
-
-
-def add_encode_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("encoding")
-    g.add_argument(
-        "--preset",
-        help="a vsr preset (see 'vsr presets list'), or an x264/x265 speed such as medium",
-    )
-    g.add_argument("--codec", help="video encoder (default: libx264; libx265 for >8-bit input)")
-    g.add_argument("--crf", type=float, help="quality (default: 18 for x264/x265)")
-    g.add_argument("--encoder-preset", help="the encoder's speed preset (default: medium)")
-    g.add_argument("--pix-fmt", help="output pixel format (default: the source's)")
-    g.add_argument(
-        "--encoder-option",
-        "-e",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any FFmpeg encoder option (repeatable), e.g. -e tune=animation",
-    )
-
-
-def options_from_args(args: argparse.Namespace) -> UpscaleOptions:
-    """The pipeline options of `vsr upscale` and `vsr bench` arguments."""
-    from vsr.api import build_options, split_preset
-
-    preset, speed = split_preset(args.preset, args.encoder_preset)
-    pairs = parse_key_values(args.encoder_option, "--encoder-option")
-    options = build_options(
-        preset=preset,
-        overrides={
-            "model": args.model,
-            "scale": args.scale,
-            "height": args.height,
-            "tile": args.tile,
-            "precision": args.precision,
-            "temporal": args.temporal,
-            "deinterlace": args.deinterlace,
-            "deinterlace_mode": args.deinterlace_mode,
-            "deinterlacer": args.deinterlacer,
-            "crop": args.crop,
-            "square_pixels": args.square_pixels,
-            "denoise": args.denoise,
-            "denoise_strength": args.denoise_strength,
-            "codec": args.codec,
-            "crf": args.crf,
-            "encoder_preset": speed,
-            "pix_fmt": args.pix_fmt,
-            "encoder_options": dict(pairs) if pairs else None,
-            "checkpoint_every": getattr(args, "checkpoint_every", None),
-        },
-        tile_overlap=args.tile_overlap,
-        device=args.device,
-        batch=args.batch,
-        compile=args.compile,
-        max_memory=args.max_memory,
-        temporal_strength=args.temporal_strength,
-        overwrite=getattr(args, "overwrite", False),
-        skip_corrupt=getattr(args, "skip_corrupt", False),
-        max_frames=getattr(args, "frames", None),
-        segment_seconds=getattr(args, "segment_seconds", 30.0),
-    )
-    return with_frame_path(options, args)
-
-
-def with_frame_path(options: UpscaleOptions, args: argparse.Namespace) -> UpscaleOptions:
-    """The frame-path options (--color-path ...), which presets don't hold."""
-    return dataclasses.replace(
-        options,
-        color_path=getattr(args, "color_path", "auto"),
-        hwaccel=getattr(args, "hwaccel", "auto"),
-        encoder_backend=getattr(args, "encoder_backend", "pyav"),
-    )
-
-
-def add_job_args(p: argparse.ArgumentParser) -> None:
-    """--preset and the options that override it: the same as `vsr upscale`'s."""
-    add_model_args(p)
-    add_filter_args(p)
-    add_encode_args(p)
-
-
-def preset_from_args(args: argparse.Namespace) -> tuple[str | None, dict[str, object]]:
-    """(vsr preset, overrides the user gave) from `vsr upscale`-style arguments."""
+def preset_from_args(
+    args: argparse.Namespace, command: str
+) -> tuple[str | None, dict[str, object]]:
+    """(vsr preset, the preset keys the user gave) from a command's arguments."""
     from vsr.api import split_preset
-    from vsr.batch import _OVERRIDE_KEYS
 
-    preset, speed = split_preset(args.preset, args.encoder_preset)
-    pairs = parse_key_values(args.encoder_option or [], "--encoder-option")
-    overrides: dict[str, object] = {
-        k: getattr(args, k, None) for k in _OVERRIDE_KEYS if k not in ("duration",)
-    }
+    given = _given(args, command)
+    preset, speed = split_preset(given["preset"], given["encoder_preset"])
+    pairs = parse_key_values(given["encoder_options"] or [], "--encoder-option")
+    overrides = {o.name: given[o.name] for o in OPTIONS if o.target == "preset" and o.name in given}
     overrides["encoder_preset"] = speed
     overrides["encoder_options"] = dict(pairs) if pairs else None
     return preset, {k: v for k, v in overrides.items() if v is not None}
@@ -208,10 +74,19 @@ def preset_from_args(args: argparse.Namespace) -> tuple[str | None, dict[str, ob
 
 def model_extra_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Model options presets do not hold; a value left at its default is not an override."""
-    defaults = {"device": "auto", "batch": 1, "tile_overlap": 16, "compile": False}
     extra: dict[str, Any] = {}
-    for key in ("device", "batch", "tile_overlap", "compile", "max_memory"):
+    for key, default in MODEL_DEFAULTS.items():
         value = getattr(args, key, None)
-        if value is not None and value != defaults.get(key):
+        if value is not None and value != default:
             extra[key] = value
     return extra
+
+
+def options_from_args(args: argparse.Namespace, command: str) -> UpscaleOptions:
+    """The pipeline options of `vsr upscale` and `vsr bench` arguments."""
+    from vsr.api import build_options
+
+    preset, overrides = preset_from_args(args, command)
+    given = _given(args, command)
+    run = {k: v for k, v in given.items() if option(k).target in ("model", "run")}
+    return build_options(preset=preset, overrides=overrides, **run)

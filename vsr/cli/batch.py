@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vsr.cli.args import add_checkpoint_arg, add_job_args, model_extra_from_args, preset_from_args
+from vsr.cli.args import add_option_groups, add_options, model_extra_from_args, preset_from_args
 from vsr.cli.console import Aborted, Bar, Console
 from vsr.errors import UsageError
 
@@ -25,21 +25,14 @@ def add_parser(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders, or one JOBS.toml")
     p.add_argument("-o", "--output", help="output folder (required unless the job file sets it)")
-    p.add_argument("--container", help="output container for videos: mkv, mp4, mov, webm ...")
-    p.add_argument("--overwrite", "-y", action="store_true", help="redo and replace outputs")
-    p.add_argument("--skip-corrupt", action="store_true", help="repeat frames over corrupt ones")
+    add_options(p, name, "container", "overwrite", "skip_corrupt")
     p.add_argument("--jobs", "-j", type=int, default=1, help="files at once (one per GPU)")
     p.add_argument("--dry-run", "-n", action="store_true", help="print the plan and stop")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress or notices")
     p.add_argument("--no-html", action="store_true", help="skip the HTML report")
-    p.add_argument(
-        "--allow-outside",
-        action="store_true",
-        help="let a job file write to absolute paths outside its folder and -o",
-    )
-    add_checkpoint_arg(p)
-    add_job_args(p)
+    add_options(p, name, "allow_outside", "checkpoint_every")
+    add_option_groups(p, name)
     return p
 
 
@@ -47,7 +40,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[list[BatchJob], Path]:
     """The jobs and the report folder for `vsr batch` arguments."""
     from vsr.batch import job_file_outdir, plan_batch, plan_job_file
 
-    preset, overrides = preset_from_args(args)
+    preset, overrides = preset_from_args(args, "batch")
     model_extra = model_extra_from_args(args)
     inputs = [Path(i) for i in args.inputs]
     if len(inputs) == 1 and inputs[0].suffix.lower() == ".toml":

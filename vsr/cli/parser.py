@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 from collections.abc import Sequence
 from typing import Any, ClassVar, NoReturn
 
 from vsr.errors import UsageError
+from vsr.spelling import did_you_mean
 
 
 class Parser(argparse.ArgumentParser):
@@ -53,5 +53,4 @@ def _guess(message: str, parser: argparse.ArgumentParser) -> str | None:
             return None
         word = flags[0]
         options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
+    return did_you_mean(word, options)

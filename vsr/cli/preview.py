@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vsr.cli.args import add_job_args, model_extra_from_args, preset_from_args
+from vsr.cli.args import add_option_groups, add_options, model_extra_from_args, preset_from_args
 from vsr.cli.console import Console
 from vsr.errors import UsageError
 
@@ -28,10 +28,10 @@ def add_parser(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser
     p.add_argument("--seconds", type=float, help="clip length (default: 3)")
     p.add_argument("--clip", help="the clip's path (default: the PNG's name with .mp4)")
     p.add_argument("--no-clip", action="store_true", help="only the PNG")
-    p.add_argument("--overwrite", "-y", action="store_true", help="replace existing outputs")
+    add_options(p, name, "overwrite")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress or notices")
-    add_job_args(p)
+    add_option_groups(p, name)
     return p
 
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("expected --clip PATH or --no-clip, not both")
     png = Path(args.output) if args.output else Path(f"{Path(args.input).stem}-compare.png")
     clip = None if args.no_clip else (Path(args.clip) if args.clip else png.with_suffix(".mp4"))
-    name, overrides = preset_from_args(args)
+    name, overrides = preset_from_args(args, "preview")
     preset, options = resolve_job_options(
         name,
         overrides,

@@ -8,14 +8,7 @@ import os
 import sys
 from typing import Any
 
-from vsr.cli.args import (
-    add_checkpoint_arg,
-    add_encode_args,
-    add_filter_args,
-    add_frame_path_args,
-    add_model_args,
-    options_from_args,
-)
+from vsr.cli.args import add_option_groups, add_options, options_from_args
 from vsr.cli.console import Console
 
 
@@ -23,21 +16,11 @@ def add_parser(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser
     up: argparse.ArgumentParser = subparsers.add_parser(name, help=help)
     up.add_argument("input")
     up.add_argument("-o", "--output", required=True)
-    up.add_argument("--overwrite", "-y", action="store_true", help="replace an existing output")
-    up.add_argument(
-        "--skip-corrupt",
-        action="store_true",
-        help="repeat the previous frame for corrupt frames instead of stopping",
-    )
-    up.add_argument("--frames", type=int, help="only the first N frames")
+    add_options(up, name, "overwrite", "skip_corrupt", "max_frames")
     up.add_argument("--json", action="store_true", help="print a JSON summary")
     up.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notices")
-    up.add_argument("--segment-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
-    add_checkpoint_arg(up)
-    add_model_args(up)
-    add_frame_path_args(up)
-    add_filter_args(up)
-    add_encode_args(up)
+    add_options(up, name, "segment_seconds", "checkpoint_every")
+    add_option_groups(up, name)
     return up
 
 
@@ -56,7 +39,7 @@ def summary_line(result: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     from vsr.api import run as run_upscale
 
-    options = options_from_args(args)
+    options = options_from_args(args, "upscale")
     show = not args.quiet
     console = Console(notices=show and not args.json, progress=show)
     progress = console.bar(os.path.basename(args.input))
