@@ -129,7 +129,7 @@ def resolve_job_options(
 ) -> tuple[Preset, UpscaleOptions]:
     """Load a preset (name, path or object), apply overrides, and build the pipeline options.
 
-    ``overrides`` are preset keys (see vsr.presets.OVERRIDE_KEYS; None means not given);
+    ``overrides`` are preset keys (see vsr.options.OVERRIDES; None means not given);
     ``model_extra`` sets what presets do not hold (device, batch, tile_overlap, compile,
     max_memory). ``keep_manifest`` keeps the resume manifest beside a finished output, the
     record that lets a later batch skip it. Raises ConfigError for an unknown preset, key or
