@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
 import clips
 import numpy as np
 import pytest
-from conftest import files_in
+from conftest import FAST, CliResult, files_in
 from test_hdr import hdr10_clip
 
 from vsr import plan as planning
@@ -204,3 +205,43 @@ def test_image_plan(tmp_path: Path) -> None:
     assert (plan.size, plan.output_size) == ((30, 20), (60, 40))
     assert plan.to_dict()["kind"] == "image"
     assert files_in(tmp_path) == {"in.png"}
+
+
+# -- `vsr upscale --dry-run` ------------------------------------------------------------------
+
+Cli = Callable[..., CliResult]
+_REPORTED = {"encode": "encoded", "copy": "copied", "attach": "copied", "transcode": "transcoded"}
+
+
+def test_dry_run_says_what_the_run_then_does(cli: Cli, tmp_path: Path) -> None:
+    clip = clips.multi_track_mkv(tmp_path, attachment=False)
+    out = tmp_path / "out.mp4"
+    job = [clip.path, "-o", out, *FAST, "--frames", "7"]
+    before = files_in(tmp_path)
+    with pytest.MonkeyPatch.context() as m:
+        _refuse_decoding(m)
+        dry = cli("upscale", *job, "--dry-run", "--json")
+        text = cli("upscale", *job, "--dry-run")
+    assert (dry.code, text.code) == (0, 0), dry.err + text.err
+    assert files_in(tmp_path) == before, "a dry run created a file"
+    planned = dry.json
+    assert "libx264" in text.out and "mov_text" in text.out
+    real = cli("upscale", *job, "--json")
+    assert real.code == 0, real.err
+    done = real.json
+    assert planned["encoder"] == done["encoder"]
+    assert planned["frames"]["total"] == done["frames"] == 7
+    assert [(s["index"], _REPORTED[s["action"]]) for s in planned["streams"]] == [
+        (s["index"], s["action"]) for s in done["streams"]
+    ]
+    assert set(planned["notices"]) <= set(done["notices"])
+
+
+def test_dry_run_refuses_what_the_run_refuses(cli: Cli, tmp_path: Path) -> None:
+    clip = clips.multi_track_mkv(tmp_path)
+    before = files_in(tmp_path)
+    dry = cli("upscale", clip.path, "-o", tmp_path / "out.mp4", *FAST, "--dry-run")
+    real = cli("upscale", clip.path, "-o", tmp_path / "out.mp4", *FAST)
+    assert dry.code == real.code != 0
+    assert dry.error_lines == real.error_lines
+    assert files_in(tmp_path) == before

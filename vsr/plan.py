@@ -339,7 +339,8 @@ def _stream_dict(p: remux.StreamPlan) -> dict[str, Any]:
 
 def _describe_stream(p: remux.StreamPlan) -> str:
     how = p.action if p.codec_out in ("", p.codec_in) else f"{p.action} to {p.codec_out}"
-    note = f" ({p.note})" if p.note else ""
+    announced = p.announce and p.action in ("transcode", "drop")  # a notice says it
+    note = f" ({p.note})" if p.note and not announced else ""
     return f"stream #{p.input_index} {p.type} {p.codec_in}: {how}{note}"
 
 

@@ -18,6 +18,12 @@ def add_parser(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser
     up.add_argument("-o", "--output", required=True)
     add_options(up, name, "overwrite", "skip_corrupt", "max_frames")
     up.add_argument("--json", action="store_true", help="print a JSON summary")
+    up.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the job's plan (sizes, encoder, streams, frames) and stop: nothing is "
+        "decoded, loaded or written; with --json, as JSON",
+    )
     up.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notices")
     add_options(up, name, "segment_seconds", "checkpoint_every")
     add_option_groups(up, name)
@@ -40,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from vsr.api import run as run_upscale
 
     options = options_from_args(args, "upscale")
+    if args.dry_run:
+        return _dry_run(args, options)
     show = not args.quiet
     console = Console(notices=show and not args.json, progress=show)
     progress = console.bar(os.path.basename(args.input))
@@ -58,4 +66,16 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2))
     elif show:
         print(summary_line(result), file=sys.stderr)
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, options: Any) -> int:
+    """Print what a run would do (vsr.plan), with the same checks and errors as a run."""
+    from vsr.api import plan
+
+    planned = plan(args.input, args.output, options)
+    if args.json:
+        print(json.dumps(planned.to_dict(), indent=2))
+    else:
+        print("\n".join(planned.describe()))
     return 0
