@@ -161,6 +161,9 @@ def resize_alpha(alpha: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(resized, dtype=alpha.dtype)
 
 
+# -- one file: a still, or a video planned and then run -----------------------------------------
+
+
 @dataclass
 class _Listeners:
     """Where a run reports: progress, and notices (kept for the result and passed on)."""
