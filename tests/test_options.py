@@ -178,6 +178,26 @@ def test_preset_defaults_and_choices_are_the_tables(tmp_path: Path) -> None:
     assert option("checkpoint_every").default == UpscaleOptions.checkpoint_every
 
 
+def test_preset_numbers_keep_the_tables_bounds(tmp_path: Path) -> None:
+    from vsr.presets import load_preset
+
+    numbers = [o for o in OPTIONS if o.bounds is not None and o.preset and o.name != "tile"]
+    assert numbers
+    for o in numbers:
+        assert o.preset is not None and o.bounds is not None
+        section, key = o.preset
+        low, high = o.bounds
+        head = "" if section is None else f"[{section}]\n"
+        load_preset(_write(tmp_path / "ok.toml", f"{head}{key} = {int(high)}\n"))
+        with pytest.raises(ConfigError, match=rf"at most {high:g}, got"):
+            load_preset(_write(tmp_path / "high.toml", f"{head}{key} = {int(high) * 2}\n"))
+        below = f"above {low:g}" if o.above_low else f"at least {low:g}"
+        with pytest.raises(ConfigError, match=below):
+            load_preset(_write(tmp_path / "low.toml", f"{head}{key} = {int(low) - 2}\n"))
+    with pytest.raises(ConfigError, match="a size from 16 to 16384"):
+        load_preset(_write(tmp_path / "tile.toml", "[model]\ntile = 8\n"))
+
+
 # --------------------------------------------------------------------------- job files
 
 

@@ -94,6 +94,10 @@ class Option:
     help_in: tuple[tuple[str, str | None], ...] = ()  # (command, help) where a command differs
     default_in: tuple[tuple[str, Any], ...] = ()  # (command, default) where a command differs
     hidden: bool = False  # a flag for tests, left out of --help
+    # The range a number must be in (checked where presets and job files are read), and
+    # whether the low end is excluded ("above 0").
+    bounds: tuple[float, float] | None = None
+    above_low: bool = False
 
     @property
     def dest(self) -> str:
@@ -134,7 +138,10 @@ _SWITCH: dict[str, Any] = {
     "expects": "true or false",
     "default": False,
 }
+_TEN_DAYS = 10 * 24 * 3600
 _SECONDS: dict[str, Any] = {
+    "bounds": (0, _TEN_DAYS),
+    "above_low": True,
     "parse": float,
     "accepts": (int, float),
     "expects": "a number of seconds",
@@ -235,6 +242,8 @@ OPTIONS: tuple[Option, ...] = (
         commands=_ALL,
         preset=("model", "scale"),
         parse=float,
+        bounds=(0, 16),
+        above_low=True,
         **_NUMBER,
     ),
     _opt(
@@ -244,6 +253,7 @@ OPTIONS: tuple[Option, ...] = (
         commands=_ALL,
         preset=("output", "height"),
         parse=int,
+        bounds=(16, 8640),
         **_INTEGER,
     ),
     _opt(
@@ -253,6 +263,7 @@ OPTIONS: tuple[Option, ...] = (
         commands=_ALL,
         preset=("model", "tile"),
         default="off",
+        bounds=(16, 16384),
         accepts=(str, int),
         expects='"off", "auto" or a number',
     ),
@@ -422,6 +433,8 @@ OPTIONS: tuple[Option, ...] = (
         commands=_ALL,
         preset=("filters", "denoise_strength"),
         parse=float,
+        bounds=(0, 10),
+        above_low=True,
         default=1.0,
         **_NUMBER,
     ),
@@ -449,6 +462,7 @@ OPTIONS: tuple[Option, ...] = (
         commands=_ALL,
         preset=("encode", "crf"),
         parse=float,
+        bounds=(0, 63),
         **_NUMBER,
     ),
     # Named apart from --preset, which picks the vsr preset itself.

@@ -7,6 +7,7 @@ table (vsr.options); how each value is checked is here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -55,23 +56,21 @@ def parse_table(
         raise check.fail(f"expected description to be a string, got {show(description)}")
     if "extends" in table:
         raise check.fail("'extends' is only allowed in a preset file")
-    duration = check.number(table, "duration", "preset", low=0, high=10 * 24 * 3600, low_open=True)
-    checkpoint_every = check.number(
-        table, "checkpoint_every", "preset", low=0, high=10 * 24 * 3600, low_open=True
-    )
+    duration = _number(check, table, option("duration"))
+    checkpoint_every = _number(check, table, option("checkpoint_every"))
 
     model = check.section(table, "model")
     check.keys(model, preset_keys("model"), "model")
     # Checkpoint paths in a file are relative to that file; on the command line, to the cwd.
     model_name = _model_name(check, model, origin if isinstance(origin, Path) else None)
-    scale = check.number(model, "scale", "model", low=0, high=16, low_open=True)
+    scale = _number(check, model, option("scale"))
     tile = _tile(check, model)
     precision = _choice(check, model, option("precision"))
     temporal = _choice(check, model, option("temporal"))
 
     output = check.section(table, "output")
     check.keys(output, preset_keys("output"), "output")
-    height = check.number(output, "height", "output", low=16, high=8640, integer=True)
+    height = _number(check, output, option("height"))
     if height is not None and int(height) % 2:
         raise check.fail(f"expected output.height to be even, got {int(height)}")
 
@@ -110,6 +109,21 @@ def _choice(
     return check.choice(table, key, section or "preset", choices or opt.choices or (), opt.default)
 
 
+def _bounds(opt: Option) -> tuple[float, float]:
+    return opt.bounds or (-math.inf, math.inf)
+
+
+def _number(check: Checker, table: Mapping[str, Any], opt: Option) -> float | None:
+    """The option's number, checked against its type and bounds; None when not given."""
+    section, key = opt.preset or (None, opt.name)
+    low, high = _bounds(opt)
+    integer = opt.accepts == (int,)
+    where = section or "preset"
+    return check.number(
+        table, key, where, low=low, high=high, integer=integer, low_open=opt.above_low
+    )
+
+
 def _model_name(check: Checker, model: Mapping[str, Any], preset_file: Path | None) -> str:
     """A model name the registry knows (lower case), or a path to a weights file."""
     from vsr.models import registry
@@ -144,11 +158,12 @@ def _tile(check: Checker, model: Mapping[str, Any]) -> int | None:
         return None
     if value == "auto":
         return 0
-    if isinstance(value, int) and not isinstance(value, bool) and 16 <= value <= 16384:
+    low, high = (int(v) for v in _bounds(option("tile")))
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
         return value
     hint = suggest(value, ["off", "auto"]) if isinstance(value, str) else None
     raise check.fail(
-        f'expected model.tile "off", "auto" or a size from 16 to 16384, got {show(value)}',
+        f'expected model.tile "off", "auto" or a size from {low} to {high}, got {show(value)}',
         hint,
     )
 
@@ -183,7 +198,7 @@ def _filters(check: Checker, filters: Mapping[str, Any]) -> FilterSpec:
         )
     square = check.boolean(filters, "square_pixels", "filters", False)
     denoise = _choice(check, filters, option("denoise"), DENOISERS)
-    strength = check.number(filters, "denoise_strength", "filters", low=0, high=10, low_open=True)
+    strength = _number(check, filters, option("denoise_strength"))
     try:
         return FilterSpec(
             deinterlace=deinterlace,  # type: ignore[arg-type]
@@ -233,7 +248,7 @@ def _encode(check: Checker, encode: Mapping[str, Any]) -> EncodeOptions:
                     fallback="e.g. libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks",
                 ),
             )
-    crf = check.number(encode, "crf", "encode", low=0, high=63)
+    crf = _number(check, encode, option("crf"))
     speed = check.string(encode, "preset", "encode")
     x26x = (codec or "libx264") in ("libx264", "libx265", "libx264rgb")
     if speed is not None and x26x and speed not in X26X_PRESETS:
