@@ -21,9 +21,8 @@ from torch import nn
 from vsr import runtime
 from vsr.config import ModelOptions
 from vsr.errors import ModelError, OutOfMemoryError
+from vsr.events import Notify
 from vsr.models.base import FrameGeometry, ModelDescriptor, output_size
-
-Notify = Callable[[str], None]
 
 # Share of free memory `--tile auto` may plan to use when --max-memory is not given: the rest
 # is headroom for the decoder, encoder, queues and whatever else runs on the machine.

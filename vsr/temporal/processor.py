@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from safetensors.torch import load_file
 from vsr import runtime
 from vsr.config import ModelOptions
 from vsr.errors import UnknownModelError, UsageError, WeightsError
+from vsr.events import Notify
 from vsr.models.base import FrameGeometry, ModelDescriptor, output_size
 from vsr.models.processors import resize
 from vsr.temporal.flow import DISFlow, FlowEstimator
@@ -43,8 +43,6 @@ from vsr.temporal.network import (
     macs_per_pixel,
 )
 from vsr.temporal.scenecut import SceneCutDetector
-
-Notify = Callable[[str], None]
 
 FORMAT = "vsr-temporal"
 NAME_RE = re.compile(r"^vsr-temporal-x(\d+)(-bi)?$")
