@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from vsr.config import UpscaleOptions
 from vsr.errors import ConfigError, InputNotFoundError, Interrupted, UsageError, VsrError
+from vsr.events import Notify, ignore
 from vsr.media.probe import IMAGE_SUFFIXES
 from vsr.media.remux import CONTAINERS
 from vsr.options import JOB_OPTIONS, MODEL_DEFAULTS, OVERRIDES, did_you_mean, option, type_error
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     # command's parser on every start.
     from vsr.pipeline import UpscaleResult
 
-NotifyFn = Callable[[str], None]
 Status = Literal["done", "skipped", "failed", "interrupted", "not run"]
 
 # What a folder scan picks up. Writable containers come from vsr.media.remux; these are
@@ -649,7 +649,8 @@ class BatchReport:
         }
 
 
-ProgressFn = Callable[[BatchJob, int, "int | None"], None]
+# Progress of one job of the batch: events.ProgressFn with the job in front.
+JobProgressFn = Callable[[BatchJob, int, "int | None"], None]
 FileDoneFn = Callable[[FileResult], None]
 
 
@@ -657,7 +658,7 @@ class _Stop(Exception):
     """Raised from a progress callback to stop a pipeline running in a worker thread."""
 
 
-def _devices_for(jobs: Sequence[BatchJob], workers: int, notify: NotifyFn) -> list[str | None]:
+def _devices_for(jobs: Sequence[BatchJob], workers: int, notify: Notify) -> list[str | None]:
     """One device per worker: `cuda:i` when there are enough GPUs, else one worker (None)."""
     if workers <= 1:
         return [None]
@@ -690,8 +691,8 @@ def run_batch(
     workers: int = 1,
     skip_finished: bool = True,
     output_dir: str | Path | None = None,
-    progress: ProgressFn | None = None,
-    notify: NotifyFn | None = None,
+    progress: JobProgressFn | None = None,
+    notify: Notify | None = None,
     on_file: FileDoneFn | None = None,
 ) -> BatchReport:
     """Run every job; a failure is recorded and the batch goes on.
@@ -700,16 +701,16 @@ def run_batch(
     output is not left behind), the rest "not run", and ``report.interrupted`` is set; the
     report is returned rather than the exception raised, so the caller can still write it.
     """
-    say: NotifyFn = notify if notify is not None else (lambda _m: None)
+    notify = notify if notify is not None else ignore
     started = time.perf_counter()
     batch_notices: list[str] = []
 
-    def note(message: str) -> None:
+    def keep_notice(message: str) -> None:
         batch_notices.append(message)
-        say(message)
+        notify(message)
 
     results: dict[int, FileResult] = {}
-    devices = _devices_for(jobs, workers, note)
+    devices = _devices_for(jobs, workers, keep_notice)
     pending: list[BatchJob] = []
     for job in jobs:
         if skip_finished and not job.options.overwrite and _safe_finished(job):
@@ -720,7 +721,7 @@ def run_batch(
                 reason="already done",
             )
             results[job.number] = res
-            say(f"{job.input}: skipped: already done ({job.output})")
+            notify(f"{job.input}: skipped: already done ({job.output})")
             if on_file is not None:
                 on_file(res)
         else:
@@ -729,7 +730,7 @@ def run_batch(
     interrupted = False
     if len(devices) == 1:
         for i, job in enumerate(pending):
-            res = _run_one(job, devices[0], progress, say, None)
+            res = _run_one(job, devices[0], progress, notify, None)
             results[job.number] = res
             if on_file is not None:
                 on_file(res)
@@ -739,7 +740,7 @@ def run_batch(
                     results[rest.number] = FileResult(rest, "not run", reason="batch interrupted")
                 break
     else:
-        interrupted = _run_parallel(pending, devices, results, progress, say, on_file)
+        interrupted = _run_parallel(pending, devices, results, progress, notify, on_file)
 
     ordered = [results[j.number] for j in jobs]
     return BatchReport(
@@ -772,8 +773,8 @@ def _safe_frames(path: Path) -> int | None:
 def _run_one(
     job: BatchJob,
     device: str | None,
-    progress: ProgressFn | None,
-    say: NotifyFn,
+    progress: JobProgressFn | None,
+    notify: Notify,
     stop: threading.Event | None,
 ) -> FileResult:
     """Upscale one file; every failure becomes a FileResult, Ctrl-C an "interrupted" one."""
@@ -781,9 +782,9 @@ def _run_one(
 
     notices: list[str] = []
 
-    def note(message: str) -> None:
+    def keep_notice(message: str) -> None:
         notices.append(message)
-        say(f"{job.input.name}: {message}")
+        notify(f"{job.input.name}: {message}")
 
     def step(done: int, total: int | None) -> None:
         if stop is not None and stop.is_set():
@@ -799,7 +800,7 @@ def _run_one(
     start = time.perf_counter()
     try:
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        result = run(job.input, job.output, options, progress=step, notify=note)
+        result = run(job.input, job.output, options, progress=step, notify=keep_notice)
     except (KeyboardInterrupt, Interrupted, _Stop):
         return FileResult(
             job,
@@ -841,8 +842,8 @@ def _run_parallel(
     jobs: list[BatchJob],
     devices: list[str | None],
     results: dict[int, FileResult],
-    progress: ProgressFn | None,
-    say: NotifyFn,
+    progress: JobProgressFn | None,
+    notify: Notify,
     on_file: FileDoneFn | None,
 ) -> bool:
     """One worker thread per GPU; returns True when Ctrl-C stopped the batch."""
@@ -857,7 +858,7 @@ def _run_parallel(
             return FileResult(job, "not run", reason="batch interrupted")
         device = free.get()
         try:
-            return _run_one(job, device, _locked(progress, lock), say, stop)
+            return _run_one(job, device, _locked(progress, lock), notify, stop)
         finally:
             free.put(device)
 
@@ -881,7 +882,7 @@ def _run_parallel(
     return interrupted or stop.is_set()
 
 
-def _locked(progress: ProgressFn | None, lock: threading.Lock) -> ProgressFn | None:
+def _locked(progress: JobProgressFn | None, lock: threading.Lock) -> JobProgressFn | None:
     if progress is None:
         return None
 
