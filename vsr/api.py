@@ -212,8 +212,8 @@ def run(
     output: str | Path,
     options: UpscaleOptions,
     *,
-    progress: Callable[[int, int | None], None] | None = None,
-    notify: Callable[[str], None] | None = None,
+    progress: ProgressFn | None = None,
+    notify: Notify | None = None,
     on_model: Callable[[Mapping[str, object]], None] | None = None,
 ) -> UpscaleResult:
     """Upscale with a ready-made options object (what presets and batch jobs build).
@@ -234,12 +234,12 @@ def run(
     preflight.check_output_folder(output_path)
     early: list[str] = []
 
-    def note(message: str) -> None:
+    def keep_notice(message: str) -> None:
         early.append(message)
         if notify is not None:
             notify(message)
 
-    processor = create_processor(options.model, notify=note)
+    processor = create_processor(options.model, notify=keep_notice)
     if on_model is not None:
         on_model(dict(processor.settings))
     tracker = preflight.SpaceTracker(input_path, output_path)

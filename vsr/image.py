@@ -9,7 +9,6 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +25,7 @@ from vsr.errors import (
     OutOfMemoryError,
     UsageError,
 )
+from vsr.events import Notify
 from vsr.media.probe import IMAGE_SUFFIXES
 from vsr.models.base import FrameGeometry, Processor, output_size
 from vsr.outputs import atomic_output
@@ -271,7 +271,7 @@ def upscale_image(
     input_path: Path,
     output: Path,
     processor: Processor,
-    note: Callable[[str], None],
+    notify: Notify,
     *,
     max_memory: int | None = None,
 ) -> tuple[int, float]:
@@ -294,7 +294,7 @@ def upscale_image(
     out_w, out_h = output_size(w, h, processor.scale)
     keep_deep = deep and suffix in _DEEP_SUFFIXES
     if deep and not keep_deep:
-        note(f"{suffix} holds 8 bits per sample: the 16-bit input is written as 8-bit")
+        notify(f"{suffix} holds 8 bits per sample: the 16-bit input is written as 8-bit")
     out_alpha = None
     if alpha is not None:
         if suffix in _ALPHA_SUFFIXES:
@@ -302,7 +302,7 @@ def upscale_image(
             if keep_deep != deep:
                 out_alpha = (out_alpha.astype(np.float32) / 257.0).round().astype(np.uint8)
         else:
-            note(f"{suffix} has no alpha channel: the input's transparency is dropped")
+            notify(f"{suffix} has no alpha channel: the input's transparency is dropped")
     processor.init(FrameGeometry(w, h))
     still = _Still(image, keep_deep, grey, out_alpha)
     with atomic_output(output) as tmp:
@@ -310,7 +310,7 @@ def upscale_image(
             result = _upscale_rows(still, 0, h, processor)
             _write_whole(tmp, output, result, out_alpha)
         else:
-            note(
+            notify(
                 f"{w}x{h} is processed in bands of {plan.band_rows} rows to bound memory "
                 f"(about {_gb(plan.need)})"
             )

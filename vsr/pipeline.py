@@ -169,13 +169,13 @@ class _Listeners:
     """Where a run reports: progress, and notices (kept for the result and passed on)."""
 
     progress: ProgressFn | None
-    notify: Notify | None
+    forward: Notify | None  # the caller's notify
     notices: list[str] = field(default_factory=list)
 
-    def note(self, message: str) -> None:
+    def notify(self, message: str) -> None:
         self.notices.append(message)
-        if self.notify is not None:
-            self.notify(message)
+        if self.forward is not None:
+            self.forward(message)
 
 
 def upscale_file(
@@ -211,7 +211,7 @@ def _upscale_locked(
         return _upscale_still(input_path, output, options, processor, listen)
     remux.container_format(output)  # a wrong output name is told before anything else
     info = probe(input_path)
-    filters = _settle_filters(options.filters, input_path, listen.note)
+    filters = _settle_filters(options.filters, input_path, listen.notify)
     plan = plan_video(input_path, output, info, options, ModelFacts.of(processor), filters)
     return _run(plan, processor, listen)
 
@@ -226,7 +226,7 @@ def _upscale_still(
     from vsr.image import upscale_image
 
     frames, seconds = upscale_image(
-        input_path, output, processor, listen.note, max_memory=options.model.max_memory
+        input_path, output, processor, listen.notify, max_memory=options.model.max_memory
     )
     return UpscaleResult(
         input_path,
@@ -239,12 +239,12 @@ def _upscale_still(
     )
 
 
-def _settle_filters(spec: FilterSpec, path: Path, note: Notify) -> FilterSpec:
+def _settle_filters(spec: FilterSpec, path: Path, notify: Notify) -> FilterSpec:
     """ "auto" crop and deinterlacing, settled by analysing a sample of the file's frames."""
     if not spec.needs_analysis:
         return spec
     spec = resolve_spec(spec, path)
-    note(f"restoration filters for this file: {FilterPlan(spec).describe()}")
+    notify(f"restoration filters for this file: {FilterPlan(spec).describe()}")
     return spec
 
 
@@ -274,15 +274,17 @@ class _Outcome:
 def _run(plan: VideoPlan, processor: Processor, listen: _Listeners) -> UpscaleResult:
     """Execute a video plan: passes that encode the segments, then the final mux."""
     for message in plan.notices:
-        listen.note(message)
+        listen.notify(message)
     processor = _ready(processor, plan)
     batch = max(1, int(str(processor.settings.get("batch", plan.options.model.batch))))
     device_plan = _plan_frame_path(plan, processor, batch)
     start = time.perf_counter()
     container = open_input(plan.input)
-    job = _Job(plan, processor, batch, device_plan, _hardware_decode(plan, processor, listen.note))
+    job = _Job(
+        plan, processor, batch, device_plan, _hardware_decode(plan, processor, listen.notify)
+    )
     try:
-        state = _start(job, container, listen.note)
+        state = _start(job, container, listen.notify)
         writer, segments = _encode_and_mux(job, state, listen.progress)
     finally:
         container.close()
@@ -303,11 +305,11 @@ def _ready(processor: Processor, plan: VideoPlan) -> Processor:
     return processor
 
 
-def _start(job: _Job, container: InputContainer, note: Notify) -> resume.ResumeState:
+def _start(job: _Job, container: InputContainer, notify: Notify) -> resume.ResumeState:
     """Check that the encoder takes the job, then load or start the resume state."""
     plan = job.plan
     for message in plan.stream_notices:
-        note(message)
+        notify(message)
     # Before any resume state is written: an encoder or container that refuses the job
     # fails here and leaves nothing behind.
     check_encoding(
@@ -321,7 +323,7 @@ def _start(job: _Job, container: InputContainer, note: Notify) -> resume.ResumeS
     settings = resume.job_settings(plan.options)
     state = resume.prepare(plan.input, plan.output, settings, plan.video.time_base, count)
     for message in state.notices:
-        note(message)
+        notify(message)
     return state
 
 
@@ -361,7 +363,7 @@ def _mux_job(plan: VideoPlan) -> MuxJob:
 
 def _result(job: _Job, done: _Outcome, listen: _Listeners) -> UpscaleResult:
     plan, processor, writer = job.plan, job.processor, done.writer
-    repeated, lost = _closing_notes(plan, done, listen.note)
+    repeated, lost = _closing_notes(plan, done, listen.notify)
     return UpscaleResult(
         plan.input,
         plan.output,
@@ -379,17 +381,17 @@ def _result(job: _Job, done: _Outcome, listen: _Listeners) -> UpscaleResult:
     )
 
 
-def _closing_notes(plan: VideoPlan, done: _Outcome, note: Notify) -> tuple[int, LostTail | None]:
+def _closing_notes(plan: VideoPlan, done: _Outcome, notify: Notify) -> tuple[int, LostTail | None]:
     """What the run found on the way: dropped audio, repeated frames, a truncated end."""
     writer = done.writer
     if writer.audio_packets_dropped:
-        note(
+        notify(
             f"{writer.audio_packets_dropped} damaged audio packet(s) left out as silence "
             "(--skip-corrupt); the audio after them keeps its place"
         )
     repeated = sum(s.repeated for s in done.segments)
     if repeated:
-        note(f"{repeated} corrupt frame(s) replaced by the previous frame to keep audio in sync")
+        notify(f"{repeated} corrupt frame(s) replaced by the previous frame to keep audio in sync")
     if plan.cut.active:
         return repeated, None
     # A file cut short can end without any read error (at a cluster or fragment boundary),
@@ -397,7 +399,7 @@ def _closing_notes(plan: VideoPlan, done: _Outcome, note: Notify) -> tuple[int, 
     end = writer.video_end
     lost = lost_tail(plan.source, None if end is None else float(end * plan.video.time_base))
     if lost is not None:
-        note(
+        notify(
             f"{plan.input.name} ends early (truncated or unreadable): the last "
             f"{lost.seconds:.2f} s of video (about {lost.frames} frames) could not be "
             "decoded, so the output is that much shorter"
@@ -679,7 +681,7 @@ def _describe_frame_path(plan: DevicePlan | None, hw: HwDecode) -> dict[str, Any
     return {**described, "hwaccel": hw.to_dict()}
 
 
-def _hardware_decode(plan: VideoPlan, processor: Processor, note: Notify) -> HwDecode:
+def _hardware_decode(plan: VideoPlan, processor: Processor, notify: Notify) -> HwDecode:
     """A container decoding through NVDEC when --hwaccel allows it (vsr.media.hardware)."""
     from vsr.media.hardware import choose_hwaccel
 
@@ -688,9 +690,9 @@ def _hardware_decode(plan: VideoPlan, processor: Processor, note: Notify) -> HwD
     mode, video = plan.options.hwaccel, plan.source
     decision, notice = choose_hwaccel(mode, plan.input, video.codec, video.index, on_cuda)
     if notice:
-        note(notice)
+        notify(notice)
     elif decision.used == "cuda":
-        note(f"decoding on the GPU with NVDEC (--hwaccel {mode})")
+        notify(f"decoding on the GPU with NVDEC (--hwaccel {mode})")
     return decision
 
 
