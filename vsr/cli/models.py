@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     for name in names:
         entry = zoo.get_entry(name)
-        zoo.load_state_dict(entry, on_convert=console.notify)
+        zoo.load_state_dict(entry, notify=console.notify)
         print(f"{entry.name}: cached")
     return 0
 

@@ -123,7 +123,7 @@ class ZooSource:
         from vsr.models import zoo
 
         entry = zoo.get_entry(name, options.scale)
-        network = zoo.build_network(entry, on_convert=notify)
+        network = zoo.build_network(entry, notify=notify)
         return _torch_processor(network, entry.descriptor, options, notify)
 
     def names(self) -> list[str]:

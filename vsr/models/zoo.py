@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr.errors import ModelError, UnknownModelError, WeightsError
+from vsr.events import Notify
 from vsr.models.archs import find_arch
 from vsr.models.archs.arch import Arch
 from vsr.models.base import ModelDescriptor
@@ -473,9 +474,7 @@ def _convert(entry: ZooEntry, param_text: str, bin_data: bytes) -> dict[str, tor
     return {k: v.contiguous() for k, v in conversion.state_dict.items()}
 
 
-def load_state_dict(
-    entry: ZooEntry, *, on_convert: Callable[[str], None] | None = None
-) -> dict[str, torch.Tensor]:
+def load_state_dict(entry: ZooEntry, *, notify: Notify | None = None) -> dict[str, torch.Tensor]:
     """The entry's weights, converted and cached on first use."""
     from safetensors.torch import load as st_load
     from safetensors.torch import save as st_save
@@ -496,7 +495,7 @@ def load_state_dict(
         if cached is not None:
             with suppress(Exception):
                 return dict(st_load(cached))
-        return _convert_and_store(entry, expected, param_text, bin_data, on_convert, st_save)
+        return _convert_and_store(entry, expected, param_text, bin_data, notify, st_save)
 
 
 _THREAD_LOCK = threading.Lock()
@@ -527,12 +526,12 @@ def _convert_and_store(
     expected: Mapping[str, Any],
     param_text: str,
     bin_data: bytes,
-    on_convert: Callable[[str], None] | None,
+    notify: Notify | None,
     st_save: Callable[..., bytes],
 ) -> dict[str, torch.Tensor]:
-    if on_convert is not None:
+    if notify is not None:
         version = expected["source"]["version"] or "?"
-        on_convert(f"converting {entry.name} from {entry.source_package} {version} (once) ...")
+        notify(f"converting {entry.name} from {entry.source_package} {version} (once) ...")
     state = _convert(entry, param_text, bin_data)
     st_path, man_path = cache_paths(entry)
     data = st_save(state, metadata={"model": entry.name, "architecture": entry.architecture})
@@ -552,10 +551,10 @@ def _convert_and_store(
     return state
 
 
-def build_network(entry: ZooEntry, *, on_convert: Callable[[str], None] | None = None) -> nn.Module:
+def build_network(entry: ZooEntry, *, notify: Notify | None = None) -> nn.Module:
     """The entry's network with weights loaded, in eval mode, including the graph's resize."""
     net = entry.arch.build(entry.kwargs)
-    net.load_state_dict(load_state_dict(entry, on_convert=on_convert), strict=True)
+    net.load_state_dict(load_state_dict(entry, notify=notify), strict=True)
     module: nn.Module = net if entry.post_resize is None else GraphResize(net, entry.post_resize)
     module.eval()
     module.requires_grad_(False)
@@ -565,7 +564,7 @@ def build_network(entry: ZooEntry, *, on_convert: Callable[[str], None] | None =
 def convert_all(
     names: Sequence[str] | None = None,
     *,
-    on_convert: Callable[[str], None] | None = None,
+    notify: Notify | None = None,
 ) -> list[tuple[ZooEntry, bool]]:
     """Convert (or verify) every named model ahead of time; returns (entry, converted now)."""
     entries = list(_ENTRIES) if names is None else [get_entry(n) for n in names]
@@ -573,12 +572,12 @@ def convert_all(
     for entry in entries:
         converted: list[str] = []
 
-        def note(msg: str, _acc: list[str] = converted) -> None:
+        def keep_notice(msg: str, _acc: list[str] = converted) -> None:
             _acc.append(msg)
-            if on_convert is not None:
-                on_convert(msg)
+            if notify is not None:
+                notify(msg)
 
-        load_state_dict(entry, on_convert=note)
+        load_state_dict(entry, notify=keep_notice)
         done.append((entry, bool(converted)))
     return done
 
