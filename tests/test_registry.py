@@ -65,6 +65,26 @@ def test_every_listed_name_describes_as_it_builds(name: str, random_zoo: None) -
     assert registry.describe_model(f" {name.upper()} ") == described
 
 
+@pytest.mark.parametrize(
+    ("name", "scale"),
+    [
+        ("realesr-animevideov3", 2),
+        ("realesr-animevideov3", 3),
+        ("realesr-animevideov3", 1.5),
+        ("realesrgan-x4plus", 2),
+        ("bicubic", 3),
+        ("vsr-temporal-x2", 2),
+    ],
+)
+def test_a_scale_is_described_as_it_is_built(name: str, scale: float, random_zoo: None) -> None:
+    # A dry run describes the model without loading it: a family at --scale 2 is its x2 variant,
+    # as the run then builds it (the resize after a model is the processor's, not its network's).
+    built = registry.create_processor(
+        ModelOptions(name=name, scale=scale, device="cpu", precision="fp32")
+    )
+    assert registry.describe_model(name, scale) == built.descriptor
+
+
 def test_the_names_are_the_sources_names_and_no_two_sources_claim_one() -> None:
     names = registry.model_names()
     assert names == sorted(n for source in registry.SOURCES for n in source.names())
@@ -92,7 +112,7 @@ class _Fake:
     def owns(self, name: str) -> bool:
         return name.lower() == "fake-x2"
 
-    def describe(self, name: str) -> ModelDescriptor:
+    def describe(self, name: str, scale: float | None = None) -> ModelDescriptor:
         return BicubicProcessor(2.0).descriptor
 
     def build(self, name: str, options: ModelOptions, notify: Any) -> BicubicProcessor:

@@ -546,7 +546,8 @@ def plan_file(
     preflight.check_model(options.model)
     check_paths(input_path, output_path, options.overwrite)
     preflight.check_output_folder(output_path)
-    model = ModelFacts.described(describe_model(options.model.name), options.model)
+    described = describe_model(options.model.name, options.model.scale)
+    model = ModelFacts.described(described, options.model)
     if is_image_job(input_path, output_path):
         return plan_image(input_path, output_path, model)
     remux.container_format(output_path)

@@ -42,7 +42,10 @@ class ModelSource(Protocol):
         """True when `name` (stripped) is this source's to describe and build."""
         ...
 
-    def describe(self, name: str) -> ModelDescriptor: ...
+    def describe(self, name: str, scale: float | None = None) -> ModelDescriptor:
+        """What `build` would load for `name` at `scale` (None: the model's own), from facts
+        alone: a dry run and `vsr models info` read this without loading weights."""
+        ...
 
     def build(self, name: str, options: ModelOptions, notify: Notify | None) -> Processor: ...
 
@@ -85,10 +88,10 @@ class BicubicSource:
     def owns(self, name: str) -> bool:
         return name.lower() == BICUBIC
 
-    def describe(self, name: str) -> ModelDescriptor:
+    def describe(self, name: str, scale: float | None = None) -> ModelDescriptor:
         from vsr.models.processors import BicubicProcessor
 
-        return BicubicProcessor(DEFAULT_BICUBIC_SCALE).descriptor
+        return BicubicProcessor(scale or DEFAULT_BICUBIC_SCALE).descriptor
 
     def build(self, name: str, options: ModelOptions, notify: Notify | None) -> Processor:
         from vsr.models.processors import BicubicProcessor
@@ -113,10 +116,11 @@ class ZooSource:
 
         return name.lower() in zoo.names()
 
-    def describe(self, name: str) -> ModelDescriptor:
+    def describe(self, name: str, scale: float | None = None) -> ModelDescriptor:
         from vsr.models import zoo
 
-        return zoo.get_entry(name).descriptor
+        # The same variant `build` picks: a family name at --scale 2 is its x2 model.
+        return zoo.get_entry(name, scale).descriptor
 
     def build(self, name: str, options: ModelOptions, notify: Notify | None) -> Processor:
         """Family names pick the variant for the scale (x2/x3/x4 of animevideov3)."""
@@ -152,7 +156,7 @@ class TemporalSource:
             return True
         return temporal.is_temporal_checkpoint(Path(name).expanduser())
 
-    def describe(self, name: str) -> ModelDescriptor:
+    def describe(self, name: str, scale: float | None = None) -> ModelDescriptor:
         from vsr.temporal.processor import describe_temporal_model
 
         return _claimed(describe_temporal_model(name), name)
@@ -186,7 +190,7 @@ class CheckpointSource:
     def owns(self, name: str) -> bool:
         return is_checkpoint_path(name)
 
-    def describe(self, name: str) -> ModelDescriptor:
+    def describe(self, name: str, scale: float | None = None) -> ModelDescriptor:
         from vsr.models.checkpoint import describe_checkpoint
 
         return describe_checkpoint(Path(name).expanduser())
@@ -251,10 +255,11 @@ def create_processor(options: ModelOptions, *, notify: Notify | None = None) -> 
     return source_for(name).build(name, options, notify)
 
 
-def describe_model(name_or_path: str) -> ModelDescriptor:
-    """The descriptor of a built-in name, a zoo name or a checkpoint file (which is read)."""
+def describe_model(name_or_path: str, scale: float | None = None) -> ModelDescriptor:
+    """The descriptor of a built-in name, a zoo name or a checkpoint file (which is read): of
+    the model `create_processor` would load at `scale` (a family's variant for that scale)."""
     name = name_or_path.strip()
-    return source_for(name).describe(name)
+    return source_for(name).describe(name, scale)
 
 
 def model_names() -> list[str]:
