@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from vsr.config import ModelOptions
 from vsr.media.color import ColorInfo, from_rgb, to_rgb
+from vsr.media.frames import frame_rgb
 from vsr.media.transfer import bt709_to_bt2020, bt1886_to_nits, from_nits
-from vsr.metrics import frame_to_rgb
 from vsr.models.base import FrameGeometry
 from vsr.models.registry import create_processor
 
@@ -49,7 +49,7 @@ def read_sdr(path: Path, frames: int, start: float) -> torch.Tensor:
         for frame in container.decode(video=0):
             if frame.time is not None and frame.time < start:
                 continue
-            out.append(torch.from_numpy(frame_to_rgb(frame)).permute(2, 0, 1).float() / 255)
+            out.append(torch.from_numpy(frame_rgb(frame)).permute(2, 0, 1).float() / 255)
             if len(out) == frames:
                 break
     rgb = torch.stack(out)

@@ -13,9 +13,9 @@ import torch
 
 from vsr.degrade import Degradation, DegradeRound, degrade_file, degrade_frames
 from vsr.errors import InputNotFoundError, OutputExistsError, UsageError
+from vsr.media.frames import iter_video_rgb
 from vsr.metrics import (
     evaluate,
-    iter_video_rgb,
     psnr_y,
     rgb_to_y,
     ssim_y,

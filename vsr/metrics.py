@@ -16,23 +16,15 @@ flow of the test clip and the flow of the reference.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsr.errors import (
-    CorruptInputError,
-    EmptyInputError,
-    NotMediaError,
-    NoVideoStreamError,
-    UsageError,
-)
-from vsr.media.color import ColorInfo, resolve_color, to_rgb
+from vsr.errors import EmptyInputError, UsageError
+from vsr.media.frames import iter_video_rgb
 from vsr.temporal.flow import FlowEstimator, make_flow
 from vsr.temporal.warp import occlusion_mask, warp
 
@@ -232,62 +224,6 @@ def temporal_flicker(
     for i in range(reference.shape[0]):
         meter.update(reference[i : i + 1], test[i : i + 1])
     return meter.flicker, meter.reference_flicker
-
-
-# --- video reading -------------------------------------------------------------------------
-def frame_color(frame: av.VideoFrame) -> ColorInfo:
-    """The frame's colour tags, unspecified ones resolved the way the upscale pipeline does."""
-    return resolve_color(
-        matrix=int(frame.colorspace),
-        primaries=int(frame.color_primaries),
-        trc=int(frame.color_trc),
-        color_range=int(frame.color_range),
-        pix_fmt=frame.format.name,
-        height=frame.height,
-    )
-
-
-def frame_to_rgb(frame: av.VideoFrame, color: ColorInfo | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, decoded with the frame's own matrix and range (vsr.media.color),
-    so eval sees exactly the pixels the pipeline feeds its models."""
-    color = color or frame_color(frame)
-    return to_rgb(frame, color, "rgb24", frame.width, frame.height).to_ndarray()
-
-
-def iter_video_rgb(path: str | Path) -> Iterator[np.ndarray]:
-    """(H, W, 3) uint8 RGB frames of the first video stream, in presentation order."""
-    path = Path(path)
-    from vsr.preflight import check_reachable
-
-    check_reachable(path)  # missing, or behind a folder that can't be searched
-    try:
-        container = av.open(str(path))
-    except av.FFmpegError as exc:
-        raise NotMediaError(f"not a media file FFmpeg can read ({exc})", path=path) from exc
-    with container:
-        if not container.streams.video:
-            raise NoVideoStreamError("has no video stream", path=path)
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        index = 0
-        color: ColorInfo | None = None
-        try:
-            for packet in container.demux(stream):
-                if packet.size == 0 and packet.dts is not None:
-                    continue
-                for frame in packet.decode():
-                    if not isinstance(frame, av.VideoFrame):
-                        continue
-                    # The first frame's tags hold for the stream (as in the pipeline).
-                    color = color or frame_color(frame)
-                    yield frame_to_rgb(frame, color)
-                    index += 1
-        except av.FFmpegError as exc:
-            raise CorruptInputError(
-                f"cannot decode frame {index} ({exc})", path=path, frame=index
-            ) from exc
-        if index == 0:
-            raise EmptyInputError("has a video stream but no decodable frames", path=path)
 
 
 # --- eval -----------------------------------------------------------------------------------

@@ -13,32 +13,24 @@ Two outputs, both written under a temporary name and renamed when complete:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
-import av.error
 import cv2
 import numpy as np
 
 from vsr.config import UpscaleOptions
-from vsr.errors import (
-    CorruptInputError,
-    EmptyInputError,
-    EncoderError,
-    UsageError,
-    VsrError,
-)
-from vsr.media.probe import IMAGE_SUFFIXES, MediaInfo, open_input, probe
+from vsr.errors import EncoderError, UsageError
+from vsr.media.cut import cut_copy
+from vsr.media.frames import filtered_frame, format_time, frame_rgb, grab_frame
+from vsr.media.probe import IMAGE_SUFFIXES, MediaInfo, probe
 from vsr.presets import Preset
 
 NotifyFn = Callable[[str], None]
@@ -66,137 +58,6 @@ def parse_time(text: str | float) -> float:
     if not math.isfinite(value) or value < 0:
         raise UsageError(f"expected a time of 0 or more, got {text!r}")
     return value
-
-
-def format_time(seconds: float) -> str:
-    h, rest = divmod(max(0.0, seconds), 3600)
-    m, s = divmod(rest, 60)
-    return f"{int(h):02d}:{int(m):02d}:{s:06.3f}"
-
-
-# --------------------------------------------------------------------------- exact frames
-
-
-@dataclass
-class GrabbedFrame:
-    """A decoded frame and where it sits."""
-
-    frame: av.VideoFrame
-    time: float  # presentation time in seconds, on the stream's own timeline
-    keyframe_time: float  # the keyframe decoding started from
-    # Frames decoded from that keyframe up to this one, for filters that need context.
-    history: list[av.VideoFrame] = field(default_factory=list)
-
-
-def _frame_time(frame: av.VideoFrame, time_base: Fraction) -> Fraction | None:
-    if frame.pts is None:
-        return None
-    return Fraction(frame.pts) * time_base
-
-
-def _decode_from(
-    container: av.container.InputContainer, stream: Any, path: Path
-) -> Iterator[av.VideoFrame]:
-    """Decode forward from the demuxer's position, skipping empty packets (Theora in Ogg)."""
-    try:
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            try:
-                frames = stream.decode(packet)
-            except av.error.InvalidDataError:
-                # Reference frames from before the seek point are missing right after a
-                # seek on some streams; the keyframe that follows decodes.
-                continue
-            yield from frames
-        yield from stream.decode(None)
-    except av.error.FFmpegError as exc:
-        raise CorruptInputError(f"cannot be decoded ({exc})", path=path) from exc
-
-
-def grab_frame(
-    path: str | Path, at: float, *, info: MediaInfo | None = None, keep_history: bool = False
-) -> GrabbedFrame:
-    """The frame a player shows ``at`` seconds after the start of the video stream.
-
-    Seeks to the keyframe at or before that time, then decodes forward to the last frame whose
-    presentation time is not after it. Raises UsageError when ``at`` is past the end.
-    """
-    path = Path(path)
-    info = info or probe(path)
-    video = info.video
-    start = video.start_time or 0.0
-    duration = video.duration if video.duration is not None else info.duration
-    if duration is not None and at >= duration:
-        raise UsageError(
-            f"--at {format_time(at)} is past the end of {path.name} "
-            f"(it lasts {format_time(duration)})",
-            hint=f"pick a time below {format_time(duration)}",
-        )
-    target = Fraction(start) + Fraction(at).limit_denominator(1_000_000)
-    container = open_input(path)
-    try:
-        stream: Any = container.streams[video.index]
-        stream.thread_type = "AUTO"
-        tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 1000)
-        seek_ok = False
-        if at > 0:
-            with contextlib.suppress(av.error.FFmpegError):
-                container.seek(math.floor(target / tb), stream=stream, backward=True)
-                seek_ok = True
-        found = _scan(container, stream, tb, target, path, keep_history)
-        if found is None or (seek_ok and found.time > float(target)):
-            # The seek landed after the target (no index, or a keyframe timestamp that the
-            # demuxer rounds); decode from the start instead.
-            container.close()
-            container = open_input(path)
-            stream = container.streams[video.index]
-            stream.thread_type = "AUTO"
-            found = _scan(container, stream, tb, target, path, keep_history)
-        if found is None:
-            raise EmptyInputError("has no decodable video frame", path=path)
-        return found
-    finally:
-        container.close()
-
-
-def _scan(
-    container: av.container.InputContainer,
-    stream: Any,
-    tb: Fraction,
-    target: Fraction,
-    path: Path,
-    keep_history: bool,
-) -> GrabbedFrame | None:
-    best: av.VideoFrame | None = None
-    first_time: Fraction | None = None
-    history: list[av.VideoFrame] = []
-    for frame in _decode_from(container, stream, path):
-        t = _frame_time(frame, tb)
-        if t is None:
-            continue
-        if first_time is None:
-            first_time = t
-        if t > target:
-            if best is None:
-                best = frame  # the stream starts after the asked time: its first frame
-            break
-        best = frame
-        if keep_history:
-            history.append(frame)
-    if best is None or first_time is None:
-        return None
-    t_best = _frame_time(best, tb) or Fraction(0)
-    return GrabbedFrame(best, float(t_best), float(first_time), history if keep_history else [])
-
-
-def frame_rgb(frame: av.VideoFrame, info: MediaInfo, *, deep: bool = False) -> np.ndarray:
-    """A decoded frame as full-range RGB (uint8, or uint16 with ``deep``) with the source's
-    own matrix and range."""
-    from vsr.media.color import to_rgb
-
-    fmt = "rgb48le" if deep else "rgb24"
-    return np.asarray(to_rgb(frame, info.video.color, fmt, frame.width, frame.height).to_ndarray())
 
 
 # --------------------------------------------------------------------------- the still
@@ -310,12 +171,12 @@ def render_still(
         grabbed = grab_frame(input_path, at, info=info, keep_history=not spec.is_identity)
         frame_time = grabbed.time - (info.video.start_time or 0.0)
         deep = info.video.bit_depth > 8
-        source = frame_rgb(grabbed.frame, info, deep=deep)
+        source = frame_rgb(grabbed.frame, info.video.color, deep=deep)
         model_in = source
         fps = float(info.video.frame_rate) if info.video.frame_rate else None
         if not spec.is_identity:
-            filtered = _filtered_frame(input_path, info, grabbed, spec)
-            model_in = frame_rgb(filtered, info, deep=deep)
+            filtered = filtered_frame(input_path, info, grabbed, spec)
+            model_in = frame_rgb(filtered, info.video.color, deep=deep)
             if isinstance(spec.crop, tuple) or spec.crop == "auto":
                 box = _crop_box(input_path, spec)
                 if box is not None:
@@ -358,103 +219,7 @@ def _crop_box(path: Path, spec: Any) -> tuple[int, int, int, int] | None:
     return crop if isinstance(crop, tuple) else None
 
 
-def _filtered_frame(path: Path, info: MediaInfo, grabbed: GrabbedFrame, spec: Any) -> av.VideoFrame:
-    """Run the restoration filters over the frames from the keyframe to the target, the way
-    the pipeline would, and return the filtered target frame."""
-    from vsr.media.filters import FilterChain, StreamGeometry, resolve_spec
-
-    concrete = resolve_spec(spec, path)
-    with av.open(str(path)) as container:
-        geometry = StreamGeometry.from_stream(container.streams[info.video.index])  # type: ignore[arg-type]
-    frames = grabbed.history or [grabbed.frame]
-    geometry = dataclasses.replace(
-        geometry, width=frames[0].width, height=frames[0].height, pix_fmt=frames[0].format.name
-    )
-    if frames[0].time_base is not None:
-        geometry = dataclasses.replace(geometry, time_base=Fraction(frames[0].time_base))
-    chain = FilterChain(concrete, geometry)
-    outputs: list[av.VideoFrame] = []
-    for frame in frames:
-        outputs.extend(chain.push(frame))
-    outputs.extend(chain.flush())
-    if not outputs:
-        raise VsrError("internal error: the restoration filters returned no frame")
-    target = grabbed.time
-    tb = chain.output.time_base
-    # The filtered frame at the target's time (field-rate output: its first field).
-    timed = [(abs(float(Fraction(f.pts or 0) * tb) - target), i) for i, f in enumerate(outputs)]
-    return outputs[min(timed)[1]]
-
-
 # --------------------------------------------------------------------------- the clip
-
-
-@dataclass(frozen=True)
-class Cut:
-    path: Path
-    start: float  # the keyframe the cut starts at, seconds from the stream's start
-    frames: int  # video frames from there to the end time
-
-
-def cut_copy(input_path: Path, info: MediaInfo, at: float, seconds: float, dest: Path) -> Cut:
-    """Stream-copy the video, audio and subtitles from the keyframe at or before ``at`` to
-    ``at + seconds`` into an MKV (which takes any codec), with timestamps starting at 0."""
-    video = info.video
-    origin = video.start_time or 0.0
-    src = open_input(input_path)
-    try:
-        vs: Any = src.streams[video.index]
-        tb_v = Fraction(vs.time_base)
-        start_abs = Fraction(origin) + Fraction(at).limit_denominator(1_000_000)
-        end_abs = start_abs + Fraction(seconds).limit_denominator(1_000_000)
-        keep = [vs] + [s for s in src.streams if s.type in ("audio", "subtitle")]
-        with av.open(str(dest), "w", format="matroska") as dst:
-            out_streams: dict[int, Any] = {}
-            for s in keep:
-                try:
-                    out_streams[s.index] = dst.add_stream_from_template(s)
-                except (ValueError, av.error.FFmpegError):
-                    if s is vs:
-                        raise
-            if at > 0:
-                with contextlib.suppress(av.error.FFmpegError):
-                    src.seek(math.floor(start_abs / tb_v), stream=vs, backward=True)
-            key_time: Fraction | None = None
-            frames = 0
-            # B-frames come out of order: video packets are copied a little past the end so
-            # that every frame before it is there; the pipeline's frame limit cuts the rest.
-            margin = Fraction(2)
-            packets = [p for p in keep if p.index in out_streams]
-            for packet in src.demux(*packets):
-                if packet.size == 0 or packet.pts is None:
-                    continue
-                tb = Fraction(packet.time_base)
-                t = Fraction(packet.pts) * tb
-                if packet.stream.index == vs.index:
-                    if key_time is None:
-                        if not packet.is_keyframe:
-                            continue
-                        key_time = t
-                    dts_t = Fraction(packet.dts) * tb if packet.dts is not None else t
-                    if dts_t >= end_abs + margin:
-                        break
-                    if key_time <= t < end_abs:
-                        frames += 1
-                elif key_time is None or t < key_time or t >= end_abs:
-                    continue
-                shift = round(key_time / tb)
-                packet.pts -= shift
-                if packet.dts is not None:
-                    packet.dts -= shift
-                packet.stream = out_streams[packet.stream.index]
-                dst.mux(packet)
-            if key_time is None or frames == 0:
-                raise EmptyInputError(
-                    f"has no video frames from {format_time(at)} on", path=input_path
-                )
-    finally:
-        src.close()
-    return Cut(dest, float(key_time - Fraction(origin)), frames)
 
 
 @dataclass

@@ -75,15 +75,15 @@ def _read_rgb(path: Path, at: float | None) -> tuple[np.ndarray, float]:
         if rgb.dtype == np.uint16:
             rgb = np.round(rgb.astype(np.float32) / 257.0).astype(np.uint8)
         return rgb, 0.0
+    from vsr.media.frames import frame_rgb, grab_frame
     from vsr.media.probe import probe
-    from vsr.preview import frame_rgb, grab_frame
 
     info = probe(path)
     if at is None:
         duration = info.video.duration or info.duration or 0.0
         at = duration / 2
     grabbed = grab_frame(path, at, info=info)
-    return frame_rgb(grabbed.frame, info), grabbed.time - (info.video.start_time or 0.0)
+    return frame_rgb(grabbed.frame, info.video.color), grabbed.time - (info.video.start_time or 0.0)
 
 
 def thumbnail(input_path: Path, output_path: Path) -> np.ndarray:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from vsr.degrade import Degradation, degrade_frames
 from vsr.errors import InputError, UsageError
-from vsr.metrics import iter_video_rgb
+from vsr.media.frames import iter_video_rgb
 from vsr.temporal.flow import DISFlow, FlowEstimator
 
 
