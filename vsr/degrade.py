@@ -11,28 +11,17 @@ like real footage; the noise itself is drawn per frame.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsr.errors import (
-    EmptyInputError,
-    EncoderError,
-    NotMediaError,
-    NoVideoStreamError,
-    OutputError,
-    OutputExistsError,
-    UsageError,
-)
-from vsr.media.color import CONVERT_FLAGS, from_rgb, resolve_color
+from vsr.errors import EncoderError, OutputExistsError, UsageError
+from vsr.media.transcode import H264Settings, h264_roundtrip, rewrite_h264
 
 
 @dataclass(frozen=True)
@@ -149,37 +138,8 @@ def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
 
 def _h264_roundtrip(x: torch.Tensor, crf: int) -> torch.Tensor:
     """Encode the clip (N, 3, H, W) with libx264 in memory and decode it back."""
-    n, _, h, w = x.shape
     frames = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    # 4:2:0 needs even sizes; 4:4:4 keeps odd ones exact (chroma damage is then milder).
-    pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
-        stream.codec_context.colorspace = 5
-        stream.codec_context.color_range = 1
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame = frame.reformat(
-                format=pix_fmt, dst_colorspace=5, dst_color_range=1, interpolation=CONVERT_FLAGS
-            )
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    buf.seek(0)
-    decoded = []
-    with av.open(buf, "r") as inp:
-        for frame in inp.decode(video=0):
-            decoded.append(
-                frame.to_ndarray(
-                    format="rgb24", src_colorspace=5, src_color_range=1, interpolation=CONVERT_FLAGS
-                )
-            )
-    if len(decoded) != n:
-        raise EncoderError(f"H.264 round trip returned {len(decoded)} frames for {n}")
-    back = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2)
+    back = torch.from_numpy(h264_roundtrip(frames, crf)).permute(0, 3, 1, 2)
     return back.to(x.dtype).div(255.0).to(x.device)
 
 
@@ -287,114 +247,33 @@ def degrade_file(
     if spec.h264_crf is not None:
         spec = Degradation(first=spec.first, second=spec.second, intermediate=spec.intermediate)
     rng = np.random.default_rng(seed)
-    try:
-        inp = av.open(str(src))
-    except av.FFmpegError as exc:
-        raise NotMediaError(f"not a media file FFmpeg can read ({exc})", path=src) from exc
-    # Local import: vsr.metrics imports vsr.temporal, which this module does not otherwise need.
-    from vsr.metrics import frame_to_rgb
-
-    tmp = dst.with_name(f".{dst.name}.partial{dst.suffix}")
-    count = 0
-    size: tuple[int, int] | None = None
-    try:
-        with inp:
-            if not inp.streams.video:
-                raise NoVideoStreamError("has no video stream", path=src)
-            vin = inp.streams.video[0]
-            vin.thread_type = "AUTO"
-            audio_in = list(inp.streams.audio)
-            out_w, out_h = lr_size(vin.codec_context.width, vin.codec_context.height, scale)
-            if out_w < 1 or out_h < 1:
-                raise UsageError(
-                    f"expected a video larger than the scale {scale}, got "
-                    f"{vin.codec_context.width}x{vin.codec_context.height}",
-                    path=src,
-                )
-            pix_fmt = "yuv420p" if out_w % 2 == 0 and out_h % 2 == 0 else "yuv444p"
-            # The LR clip keeps the source's colour (matrix, range, primaries, transfer), tagged
-            # explicitly: a player guessing from the smaller size could pick another matrix.
-            cc = vin.codec_context
-            # Resolved before anything is muxed: the MP4 header (written with the first packet,
-            # often an audio one) carries the video's colour tags.
-            color = resolve_color(
-                matrix=int(cc.colorspace),
-                primaries=int(cc.color_primaries),
-                trc=int(cc.color_trc),
-                color_range=int(cc.color_range),
-                pix_fmt=cc.pix_fmt or "yuv420p",
-                height=cc.height,
-            )
-            if color.matrix == 0:
-                # An RGB source written as YUV: the matrix players assume for the LR size.
-                color = resolve_color(
-                    matrix=2,
-                    primaries=color.primaries,
-                    trc=color.trc,
-                    color_range=0,
-                    pix_fmt=pix_fmt,
-                    height=out_h,
-                )
-            try:
-                out = av.open(str(tmp), "w")
-            except av.FFmpegError as exc:
-                raise OutputError(f"cannot create the output ({exc})", path=dst) from exc
-            with out:
-                rate = vin.average_rate or vin.guessed_rate
-                if rate is None:
-                    rate = Fraction(25)
-                vout = out.add_stream("libx264", rate=rate)
-                vout.width, vout.height, vout.pix_fmt = out_w, out_h, pix_fmt
-                time_base = vin.time_base or Fraction(1, 90000)
-                vout.time_base = time_base
-                vout.codec_context.time_base = time_base
-                vout.options = {"crf": str(crf), "preset": preset}
-                vout.codec_context.colorspace = color.matrix
-                vout.codec_context.color_range = color.range
-                vout.codec_context.color_primaries = color.primaries
-                vout.codec_context.color_trc = color.trc
-                aout = {s.index: out.add_stream_from_template(s) for s in audio_in}
-                last_pts: int | None = None
-                for packet in inp.demux(vin, *audio_in):
-                    if max_frames is not None and count >= max_frames:
-                        break
-                    if packet.stream.type == "audio":
-                        if packet.dts is None or packet.size == 0:
-                            continue
-                        packet.stream = aout[packet.stream.index]
-                        out.mux(packet)
-                        continue
-                    if packet.size == 0 and packet.dts is not None:
-                        continue
-                    for frame in packet.decode():
-                        if not isinstance(frame, av.VideoFrame):
-                            continue
-                        if max_frames is not None and count >= max_frames:
-                            break
-                        rgb = torch.from_numpy(frame_to_rgb(frame, color))
-                        rgb = rgb.permute(2, 0, 1).unsqueeze(0)
-                        lr = degrade_frames(
-                            rgb.float() / 255.0, scale=scale, rng=rng, degradation=spec
-                        )
-                        arr = (lr[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-                        new = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), "rgb24")
-                        new = from_rgb(new, color, pix_fmt)
-                        # Keep the source's timestamps; invent one only for frames without.
-                        pts = frame.pts if frame.pts is not None else (last_pts or -1) + 1
-                        new.pts, new.time_base = pts, time_base
-                        last_pts = pts
-                        out.mux(vout.encode(new))
-                        count += 1
-                        size = (out_w, out_h)
-                out.mux(vout.encode(None))
-        if count == 0:
-            raise EmptyInputError("has a video stream but no decodable frames", path=src)
-        tmp.replace(dst)
-    except av.FFmpegError as exc:
-        raise EncoderError(f"cannot write the LR clip ({exc})", path=dst) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    if size is None:
-        raise EmptyInputError("has a video stream but no decodable frames", path=src)
+    count, size = rewrite_h264(
+        src,
+        dst,
+        _Degrader(scale, spec, rng, src),
+        H264Settings(crf=crf, preset=preset, max_frames=max_frames),
+    )
     return DegradeResult(output=dst, frames=count, width=size[0], height=size[1], degradation=spec)
+
+
+class _Degrader:
+    """`degrade_frames` one frame at a time, for `rewrite_h264`."""
+
+    def __init__(self, scale: int, spec: Degradation, rng: np.random.Generator, src: Path) -> None:
+        self.scale, self.spec, self.rng, self.src = scale, spec, rng, src
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        out_w, out_h = lr_size(width, height, self.scale)
+        if out_w < 1 or out_h < 1:
+            raise UsageError(
+                f"expected a video larger than the scale {self.scale}, got {width}x{height}",
+                path=self.src,
+            )
+        return out_w, out_h
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
+        lr = degrade_frames(
+            x.float() / 255.0, scale=self.scale, rng=self.rng, degradation=self.spec
+        )
+        return (lr[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
