@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import av
-
 from vsr.config import EncodeOptions
 from vsr.errors import UnknownModelError, UsageError
+from vsr.media import capabilities
 from vsr.media.filters import DENOISERS, FilterSpec, parse_crop
 from vsr.options import PRESET_SECTIONS, Option, option, preset_keys
 from vsr.presets.checker import COMMAND_LINE, Checker, show, suggest
@@ -216,38 +215,24 @@ def _filters(check: Checker, filters: Mapping[str, Any]) -> FilterSpec:
 
 
 def _video_encoders() -> list[str]:
-    names = []
-    for codec_name in av.codecs_available:
-        try:
-            if av.Codec(codec_name, "w").type == "video":
-                names.append(codec_name)
-        except (ValueError, av.FFmpegError):
-            continue
-    return sorted(names)
+    return capabilities.video_encoders()
 
 
 def _pixel_formats() -> list[str]:
-    import av.video.format as video_format
-
-    return sorted(getattr(video_format, "names", ()))
+    return capabilities.pixel_formats()
 
 
 def _encode(check: Checker, encode: Mapping[str, Any]) -> EncodeOptions:
     codec = check.string(encode, "codec", "encode")
-    if codec is not None:
-        try:
-            is_video_encoder = av.Codec(codec, "w").type == "video"
-        except (ValueError, av.FFmpegError):
-            is_video_encoder = False
-        if not is_video_encoder:
-            raise check.fail(
-                f"expected encode.codec to be a video encoder of this FFmpeg, got {codec!r}",
-                suggest(
-                    codec,
-                    _video_encoders(),
-                    fallback="e.g. libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks",
-                ),
-            )
+    if codec is not None and not capabilities.is_video_encoder(codec):
+        raise check.fail(
+            f"expected encode.codec to be a video encoder of this FFmpeg, got {codec!r}",
+            suggest(
+                codec,
+                _video_encoders(),
+                fallback="e.g. libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks",
+            ),
+        )
     crf = _number(check, encode, option("crf"))
     speed = check.string(encode, "preset", "encode")
     x26x = (codec or "libx264") in ("libx264", "libx265", "libx264rgb")
@@ -257,14 +242,11 @@ def _encode(check: Checker, encode: Mapping[str, Any]) -> EncodeOptions:
             suggest(speed, X26X_PRESETS),
         )
     pix_fmt = check.string(encode, "pix_fmt", "encode")
-    if pix_fmt is not None:
-        try:
-            av.VideoFormat(pix_fmt)
-        except ValueError:
-            raise check.fail(
-                f"expected encode.pix_fmt to be a pixel format, got {pix_fmt!r}",
-                suggest(pix_fmt, _pixel_formats()),
-            ) from None
+    if pix_fmt is not None and not capabilities.is_pixel_format(pix_fmt):
+        raise check.fail(
+            f"expected encode.pix_fmt to be a pixel format, got {pix_fmt!r}",
+            suggest(pix_fmt, _pixel_formats()),
+        )
     options_value = encode.get("options", {})
     if not isinstance(options_value, Mapping):
         raise check.fail(
