@@ -21,13 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import av
 import torch
 
 from vsr import runtime
 from vsr.config import UpscaleOptions
 from vsr.media import remux
-from vsr.media.color import from_rgb
+from vsr.media.color import from_rgb, rgb_frame
 from vsr.media.decode import DecodedFrame, VideoReader
 from vsr.media.encode import OutputWriter, choose_video_encoding
 from vsr.media.probe import open_input, probe
@@ -118,14 +117,7 @@ def run_bench(
             # The old path's host conversion (RGB -> the encoder's YUV through swscale) is
             # timed on its own; the encoder then gets frames already in its pixel format.
             start = time.perf_counter()
-            yuv = [
-                from_rgb(
-                    av.VideoFrame.from_ndarray(a, format="rgb48le" if deep else "rgb24"),
-                    video.color,
-                    encoding.pix_fmt,
-                )
-                for a in arrays
-            ]
+            yuv = [from_rgb(rgb_frame(a), video.color, encoding.pix_fmt) for a in arrays]
             convert_s = time.perf_counter() - start
             del arrays
             start = time.perf_counter()

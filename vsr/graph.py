@@ -28,14 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import av
 import numpy as np
 import torch
 
 from vsr import runtime
 from vsr.errors import Interrupted, VsrError
-from vsr.media.color import HDR_TRANSFERS, ColorInfo
+from vsr.media.color import HDR_TRANSFERS, ColorInfo, tag_frame
 from vsr.media.decode import DecodedFrame, VideoReader
+from vsr.media.frames import VideoFrame
 from vsr.media.probe import VideoInfo
 from vsr.media.tensor_color import (
     PlaneFormat,
@@ -178,7 +178,7 @@ class Packer:
         self.seconds = 0.0
         self.waited = 0.0  # blocked on a full ring: back pressure, not decode work
 
-    def __call__(self, frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    def __call__(self, frame: VideoFrame) -> tuple[np.ndarray, np.ndarray | None]:
         start = time.perf_counter()
         slot = self.ring.acquire()
         self.waited += time.perf_counter() - start
@@ -306,7 +306,7 @@ class DeviceGraph:
             )
             # The frame is a copy: the slot can take the next batch while this one encodes.
             self.out_ring.release(slot)
-            _tag(video, plan.color)
+            tag_frame(video, plan.color)
             writer.write_video_frame(video, frame.pts, frame.duration, repeated=frame.repeated)
             written += 1
         self.stats.busy["encode"] += time.perf_counter() - start
@@ -323,13 +323,6 @@ class DeviceGraph:
         else:
             for name, seconds in batch.cpu_seconds.items():
                 stats.busy[name] += seconds
-
-
-def _tag(frame: av.VideoFrame, color: ColorInfo) -> None:
-    frame.colorspace = color.matrix
-    frame.color_range = color.range
-    frame.color_primaries = color.primaries
-    frame.color_trc = color.trc
 
 
 def run_device_graph(

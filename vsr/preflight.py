@@ -20,7 +20,6 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from vsr.config import ModelOptions
 from vsr.errors import (
@@ -204,20 +203,9 @@ class SpaceTracker:
 
     def _other_streams_bytes(self) -> float:
         """Audio, subtitles ...: copied into the final file; from their bit rates."""
-        import av
+        from vsr.media.scan import other_streams_bytes
 
-        total = 0.0
-        with (
-            contextlib.suppress(Exception),
-            av.open(str(self.input), metadata_errors="replace") as container,
-        ):
-            seconds = (container.duration or 0) / av.time_base
-            streams: list[Any] = list(container.streams)
-            for stream in streams:
-                if stream.type != "video":
-                    rate = stream.bit_rate or getattr(stream.codec_context, "bit_rate", 0) or 0
-                    total += rate / 8 * seconds
-        return total
+        return other_streams_bytes(self.input)
 
 
 def _tree_bytes(folder: Path) -> int:

@@ -40,12 +40,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
-import av.error
-
 from vsr import __version__
 from vsr.config import UpscaleOptions
 from vsr.errors import OutputBusyError, OutputError, ResumeError
+from vsr.media import scan
 
 MANIFEST_VERSION = 2
 
@@ -227,24 +225,7 @@ def scan_video(path: Path, index: int) -> tuple[list[int], int, bool]:
     Demuxes only (no decoding), in a container of its own that is closed afterwards, so
     nothing is seeked: seeking back on a damaged file fails (a truncated MKV answers EPERM).
     """
-    pts: list[int] = []
-    count = 0
-    stamped = True
-    try:
-        with av.open(str(path), metadata_errors="replace") as container:
-            for packet in container.demux(container.streams[index]):
-                if packet.size == 0:
-                    continue
-                count += 1
-                if packet.pts is None:
-                    stamped = False
-                else:
-                    pts.append(packet.pts)
-    except av.error.FFmpegError:
-        # A damaged tail: what was read counts, and the decoder reports the damage itself.
-        pass
-    pts.sort()
-    return pts, count, stamped
+    return scan.scan_video(path, index)
 
 
 def plan_job(
@@ -541,9 +522,7 @@ def is_complete(input_path: str | Path, output: str | Path, options: UpscaleOpti
         return False
     if manifest.output != file_identity(output):
         return False
-    with contextlib.suppress(av.error.FFmpegError, OSError), av.open(str(output)) as container:
-        return bool(container.streams.video)
-    return False
+    return scan.has_video_stream(output)
 
 
 def discard(output: Path) -> None:

@@ -11,12 +11,12 @@ import math
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
 from vsr.errors import UsageError
 from vsr.media.remux import container_format
+from vsr.media.synth import SynthClip, write_clip
 
 
 def _frame(i: int, width: int, height: int) -> np.ndarray:
@@ -60,55 +60,19 @@ def make_sample(
         raise UsageError(f"expected a .mp4, .mkv or .mov sample name, got {path.name!r}")
     rate = Fraction(30000, 1001)
     frames = max(1, round(seconds * rate))
-    with av.open(str(path), mode="w", format=fmt) as out:
-        video = out.add_stream("libx264", rate=rate)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        cc = video.codec_context
-        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1
-        cc.options = {"crf": "20", "preset": "fast"}
-        tracks = [("eng", 440.0)] + ([("fra", 660.0)] if fmt == "matroska" else [])
-        audio = []
-        for lang, _tone in tracks:
-            a = out.add_stream("aac", rate=48000)
-            a.layout = "stereo"
-            a.metadata["language"] = lang
-            audio.append(a)
-        end = int(frames / rate * 1000)
-        out.set_chapters(
-            [
-                {
-                    "id": 1,
-                    "start": 0,
-                    "end": end // 2,
-                    "time_base": Fraction(1, 1000),
-                    "metadata": {"title": "Opening"},
-                },
-                {
-                    "id": 2,
-                    "start": end // 2,
-                    "end": end,
-                    "time_base": Fraction(1, 1000),
-                    "metadata": {"title": "Ending"},
-                },
-            ]
-        )
-        out.metadata["title"] = "vsr sample clip"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(_frame(i, width, height), format="rgb24")
-            frame = frame.reformat(format="yuv420p", dst_colorspace=1, dst_color_range=1)
-            frame.pts = i
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
-        samples = int(frames / rate * 48000)
-        for stream, (_lang, tone) in zip(audio, tracks, strict=True):
-            for start in range(0, samples, 1024):
-                n = np.arange(start, start + 1024) / 48000.0
-                wave = (0.2 * np.sin(2 * np.pi * tone * n)).astype(np.float32)
-                chunk = av.AudioFrame.from_ndarray(
-                    np.stack([wave, wave]), format="fltp", layout="stereo"
-                )
-                chunk.sample_rate = 48000
-                chunk.pts = start
-                out.mux(stream.encode(chunk))
-            out.mux(stream.encode(None))
+    end = int(frames / rate * 1000)
+    write_clip(
+        path,
+        fmt,
+        SynthClip(
+            width=width,
+            height=height,
+            rate=rate,
+            frames=frames,
+            picture=lambda i: _frame(i, width, height),
+            tones=(("eng", 440.0),) + ((("fra", 660.0),) if fmt == "matroska" else ()),
+            chapters=((0, end // 2, "Opening"), (end // 2, end, "Ending")),
+            title="vsr sample clip",
+        ),
+    )
     return path

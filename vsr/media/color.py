@@ -252,8 +252,19 @@ def from_rgb(
         )
     else:
         out = frame.reformat(format=pix_fmt, interpolation=CONVERT_FLAGS)
-    out.colorspace = color.matrix
-    out.color_range = color.range
-    out.color_primaries = color.primaries
-    out.color_trc = color.trc
+    tag_frame(out, color)
     return out
+
+
+def tag_frame(frame: av.VideoFrame, color: ColorInfo) -> None:
+    """Tag a frame with the source's colour, for the encoder to write into the stream."""
+    frame.colorspace = color.matrix
+    frame.color_range = color.range
+    frame.color_primaries = color.primaries
+    frame.color_trc = color.trc
+
+
+def rgb_frame(array: np.ndarray) -> av.VideoFrame:
+    """An (H, W, 3) RGB array, uint8 or uint16, as a frame (for `from_rgb`)."""
+    fmt = "rgb48le" if array.dtype == np.uint16 else "rgb24"
+    return av.VideoFrame.from_ndarray(array, format=fmt)
