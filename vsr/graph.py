@@ -24,7 +24,6 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +32,7 @@ import torch
 
 from vsr import runtime
 from vsr.errors import Interrupted, VsrError
+from vsr.events import ProgressFn
 from vsr.media.color import HDR_TRANSFERS, ColorInfo, tag_frame
 from vsr.media.decode import DecodedFrame, VideoReader
 from vsr.media.frames import VideoFrame
@@ -48,7 +48,6 @@ from vsr.media.tensor_color import (
 )
 from vsr.threads import Cancelled, Stage, join
 
-ProgressFn = Callable[[int, "int | None"], None]
 _END = object()
 
 # Stages timed for `vsr bench` (seconds busy, summed over the run).

@@ -18,7 +18,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from vsr.config import ModelOptions
@@ -32,8 +32,7 @@ from vsr.errors import (
     OutputPermissionError,
     ResumeError,
 )
-
-ProgressFn = Callable[[int, "int | None"], None]
+from vsr.events import ProgressFn
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _MB = 1 << 20
