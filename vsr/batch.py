@@ -36,8 +36,8 @@ from vsr.preflight import check_reachable
 from vsr.presets import Preset, option_keys, refuse_file_options
 
 if TYPE_CHECKING:
-    # Only for annotations: importing the pipeline brings torch, and the CLI builds this
-    # command's parser on every start.
+    # Only for annotations: the pipeline is imported when a job runs, not when a batch is
+    # planned (--dry-run, the job-file checks).
     from vsr.pipeline import UpscaleResult
 
 Status = Literal["done", "skipped", "failed", "interrupted", "not run"]

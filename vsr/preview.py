@@ -18,22 +18,22 @@ import math
 import re
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from vsr.config import UpscaleOptions
 from vsr.errors import EncoderError, UsageError
+from vsr.events import Notify, ProgressFn
 from vsr.media.cut import cut_copy
 from vsr.media.frames import filtered_frame, format_time, frame_rgb, grab_frame
 from vsr.media.probe import IMAGE_SUFFIXES, MediaInfo, probe
 from vsr.presets import Preset
 
-NotifyFn = Callable[[str], None]
 DEFAULT_SECONDS = 3.0
 _TIME_RE = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)$")
 
@@ -141,7 +141,7 @@ def render_still(
     *,
     at: float,
     info: MediaInfo | None = None,
-    notify: NotifyFn | None = None,
+    notify: Notify | None = None,
 ) -> StillResult:
     """The before/after PNG of the frame at ``at`` seconds (see the module docstring)."""
     from vsr.models.base import FrameGeometry, output_size
@@ -151,7 +151,7 @@ def render_still(
     input_path, output = Path(input_path), Path(output)
     notices: list[str] = []
 
-    def note(message: str) -> None:
+    def keep_notice(message: str) -> None:
         notices.append(message)
         if notify is not None:
             notify(message)
@@ -182,9 +182,7 @@ def render_still(
                 if box is not None:
                     w, h, x, y = box
                     source = source[y : y + h, x : x + w]
-    import torch  # here: the CLI builds this command's parser on every start
-
-    processor = create_processor(options.model, notify=note)
+    processor = create_processor(options.model, notify=keep_notice)
     h, w = model_in.shape[:2]
     processor.init(FrameGeometry(w, h, fps))
     with torch.inference_mode():
@@ -198,7 +196,7 @@ def render_still(
         out = resize_to_height(out, preset.height)
         out_w, out_h = out.shape[-1], out.shape[-2]
     if preset.temporal != "off":
-        note(f"the still is frame-wise; temporal = {preset.temporal} shows in the clip")
+        keep_notice(f"the still is frame-wise; temporal = {preset.temporal} shows in the clip")
     after = from_tensor(out[0], False)[:out_h, :out_w]
     before = bicubic_resize(_to8(source), out_w, out_h)
     image = split_view(before, after, left_label="bicubic", right_label=processor.descriptor.name)
@@ -255,8 +253,8 @@ def preview(
     at: float = 0.0,
     seconds: float = DEFAULT_SECONDS,
     clip: str | Path | None = None,
-    progress: Callable[[int, int | None], None] | None = None,
-    notify: NotifyFn | None = None,
+    progress: ProgressFn | None = None,
+    notify: Notify | None = None,
 ) -> PreviewResult:
     """Write the before/after PNG and (unless ``clip`` is None) the clip; see the module."""
     from vsr.api import run
@@ -267,7 +265,7 @@ def preview(
     clip_path = Path(clip) if clip is not None else None
     notices: list[str] = []
 
-    def note(message: str) -> None:
+    def keep_notice(message: str) -> None:
         notices.append(message)
         if notify is not None:
             notify(message)
@@ -281,7 +279,7 @@ def preview(
     is_image = input_path.suffix.lower() in IMAGE_SUFFIXES
     if clip_path is not None:
         if is_image:
-            note("the input is a still image: no clip")
+            keep_notice("the input is a still image: no clip")
             clip_path = None
         else:
             check_paths(input_path, clip_path, options.overwrite)
@@ -291,19 +289,19 @@ def preview(
             if clip_path.resolve() == png.resolve():
                 raise UsageError("the clip and the PNG must be different files")
     info = None if is_image else probe(input_path)
-    still = render_still(input_path, png, options, preset, at=at, info=info, notify=note)
+    still = render_still(input_path, png, options, preset, at=at, info=info, notify=keep_notice)
     clip_start: float | None = None
     clip_frames = 0
     if clip_path is not None and info is not None:
         with tempfile.TemporaryDirectory(prefix="vsr-preview-") as tmp:
             cut = cut_copy(input_path, info, at, seconds, Path(tmp) / "cut.mkv")
             if cut.start < at - 1e-6:
-                note(
+                keep_notice(
                     f"the clip starts at {format_time(cut.start)}, the keyframe before "
                     f"--at {format_time(at)} ({at - cut.start:.2f} s earlier)"
                 )
             clip_options = dataclasses.replace(options, max_frames=cut.frames)
-            result = run(cut.path, clip_path, clip_options, progress=progress, notify=note)
+            result = run(cut.path, clip_path, clip_options, progress=progress, notify=keep_notice)
             clip_start, clip_frames = cut.start, result.frames
     return PreviewResult(
         still, clip_path, clip_start, clip_frames, time.perf_counter() - start, notices
