@@ -10,13 +10,15 @@ import difflib
 from collections.abc import Iterable
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+def did_you_mean(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
     """``did you mean 'X'?`` for the closest choice, or None when nothing is close.
 
     The one suggester of the package: option names, preset keys, presets, models, codecs.
+    `cutoff` is difflib's similarity floor (0..1); long names such as model names can take a
+    lower one, since more of their letters must already agree.
     """
     options = list(choices)
-    close = difflib.get_close_matches(word, options, n=5, cutoff=0.6)
+    close = difflib.get_close_matches(word, options, n=5, cutoff=cutoff)
     if not close:
         return None
     # difflib scores a swap of two letters ("libx246") like any two changes; among its

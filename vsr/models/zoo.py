@@ -11,7 +11,6 @@ the recorded value is converted again.
 
 from __future__ import annotations
 
-import difflib
 import fcntl
 import hashlib
 import importlib.metadata
@@ -267,9 +266,11 @@ def unknown_model(name: str) -> UnknownModelError:
 
     The zoo is where a misspelt name was most likely meant: its names are the long ones.
     """
+    from vsr.spelling import did_you_mean
+
     known = names()
-    close = difflib.get_close_matches(name.strip().lower(), known, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}?" if close else f"known models: {', '.join(known)}"
+    close = did_you_mean(name.strip().lower(), known, cutoff=0.5)
+    hint = close or f"known models: {', '.join(known)}"
     return UnknownModelError(
         f"unknown model {name!r}", hint=f"{hint} `vsr models list` shows all models"
     )
