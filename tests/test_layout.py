@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "vsr"
 
 # Entry points: `python -m vsr` and `python -m vsr.train` (named in vsr/weights/README.md)
@@ -208,11 +206,6 @@ def test_only_the_cli_parses_prints_and_exits() -> None:
     assert not bad, "only vsr/cli/ may do this:\n" + "\n".join(bad)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 8 item 5: frame reading moves into vsr.media (the media helper's part); "
-    "the lead flips this to a plain test once it has merged",
-)
 def test_only_vsr_media_imports_pyav() -> None:
     bad = [
         f"{MODULES[m].relative_to(PACKAGE.parent)}:{i.line}"

@@ -8,7 +8,6 @@ user picks a pixel format. Everything else follows the stream plan from `vsr.med
 from __future__ import annotations
 
 import contextlib
-import difflib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +33,7 @@ from vsr.media.avlog import errors_logged
 from vsr.media.color import from_rgb
 from vsr.media.probe import MediaInfo, VideoInfo, bit_depth_of, has_alpha
 from vsr.media.remux import StreamPlan
+from vsr.spelling import did_you_mean
 
 _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1"}
 _RATE_KEYS = {"crf", "qp", "b", "cq", "global_quality", "lossless", "qscale", "q"}
@@ -209,8 +209,7 @@ def choose_video_encoding(info: VideoInfo, options: EncodeOptions, fmt: str) -> 
     known = _option_names(codec.name)
     for key, value in options.options:
         if known and key not in known:
-            guess = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f"did you mean {guess[0]!r}?" if guess else None
+            hint = did_you_mean(key, sorted(known))
             raise UsageError(f"{codec.name} has no option {key!r}", hint=hint)
         if key in ("x265-params", "svtav1-params") and key in opts:
             # The user's parameters come last: the encoders let a later value win.
