@@ -147,6 +147,29 @@ def test_clip_has_duration_audio_and_content(vsr: Cli, video: clips.Clip, tmp_pa
     assert (png.stat().st_mtime_ns, clip.stat().st_mtime_ns) == before
 
 
+def test_a_codec_matroska_refuses_is_cut_in_its_own_container(vsr: Cli, tmp_path: Path) -> None:
+    # QuickTime RLE with alpha goes in no container but its own: the clip's stream copy falls
+    # back to .mov (it used to stop with "unexpected ValueError" from the MKV muxer).
+    source = clips.alpha_clip(tmp_path)
+    png, clip = tmp_path / "a.png", tmp_path / "a.mov"
+    result = vsr(
+        "preview", source.path, "--at", "0.1", "--seconds", "0.2", "-o", png, "--clip", clip, *FAST
+    )
+    assert result.code == 0, result.err
+    read = clips.read_video(clip)
+    assert (read.width, read.height) == (2 * source.width, 2 * source.height)
+    assert len(read.frames) == 6 and read.pix_fmt.startswith("yuva")  # the alpha kept
+
+
+def test_a_clip_the_run_would_refuse_fails_before_the_still(vsr: Cli, tmp_path: Path) -> None:
+    # Alpha into the default .mp4 clip: the clip is planned first, so nothing is written.
+    source = clips.alpha_clip(tmp_path)
+    before = set(tmp_path.iterdir())
+    result = vsr("preview", source.path, "--at", "0.1", "-o", tmp_path / "a.png", *FAST)
+    check_one_error_line(result, 5, "alpha channel", ".mov")
+    assert set(tmp_path.iterdir()) == before
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("90", 90.0), ("1:30", 90.0), ("00:01:30", 90.0), ("01:02:03.5", 3723.5), ("0.04", 0.04)],

@@ -244,6 +244,18 @@ class PreviewResult:
         }
 
 
+def _check_clip(input_path: Path, clip: Path, info: MediaInfo, options: UpscaleOptions) -> None:
+    """Plan the clip before the still is rendered, so that a clip the run would refuse (alpha
+    into .mp4, a codec its container can't hold ...) fails before any file is written. The clip
+    is made from a stream copy of the input, so the input's plan is the clip's."""
+    from vsr.models.registry import describe_model
+    from vsr.plan import ModelFacts, plan_video
+
+    described = describe_model(options.model.name, options.model.scale)
+    model = ModelFacts.described(described, options.model)
+    plan_video(input_path, clip, info, options, model, options.filters)
+
+
 def preview(
     input_path: str | Path,
     png: str | Path,
@@ -289,6 +301,8 @@ def preview(
             if clip_path.resolve() == png.resolve():
                 raise UsageError("the clip and the PNG must be different files")
     info = None if is_image else probe(input_path)
+    if clip_path is not None and info is not None:
+        _check_clip(input_path, clip_path, info, options)
     still = render_still(input_path, png, options, preset, at=at, info=info, notify=keep_notice)
     clip_start: float | None = None
     clip_frames = 0

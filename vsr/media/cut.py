@@ -16,7 +16,7 @@ from typing import Any
 import av
 import av.error
 
-from vsr.errors import EmptyInputError
+from vsr.errors import EmptyInputError, UnsupportedCodecError
 from vsr.media.frames import format_time
 from vsr.media.probe import MediaInfo, open_input
 
@@ -28,9 +28,53 @@ class Cut:
     frames: int  # video frames from there to the end time
 
 
+def _open_cut(dest: Path, src: Any, keep: list[Any]) -> tuple[Any, dict[int, Any], Path]:
+    """The cut's container, its streams and its path.
+
+    Matroska holds nearly every codec; where it refuses one (QuickTime RLE with alpha, say), the
+    input's own format holds the input's codecs by definition. The first candidate that takes
+    every stream wins; else the first that takes the video (the streams it refuses are left out
+    of the preview clip). A video no candidate takes is an `UnsupportedCodecError`.
+    """
+    video = keep[0]
+    names = ["matroska", *(n for n in src.format.name.split(",") if n != "matroska")]
+    fallback: tuple[Any, dict[int, Any], Path] | None = None
+    for n, name in enumerate(names):
+        path = dest if n == 0 else dest.with_name(f"{dest.stem}-{name}.{name}")
+        try:
+            dst = av.open(str(path), "w", format=name)
+        except (ValueError, av.error.FFmpegError):
+            continue  # a demuxer name with no muxer of that name
+        streams: dict[int, Any] = {}
+        for s in keep:
+            with contextlib.suppress(ValueError, av.error.FFmpegError):
+                streams[s.index] = dst.add_stream_from_template(s)
+        if len(streams) == len(keep):
+            if fallback is not None:
+                _discard(*fallback)
+            return dst, streams, path
+        if fallback is None and video.index in streams:
+            fallback = (dst, streams, path)
+        else:
+            _discard(dst, streams, path)
+    if fallback is not None:
+        return fallback
+    raise UnsupportedCodecError(
+        f"can't cut a preview clip of its {video.codec_context.name} video without re-encoding",
+        hint="pass --no-clip for the still alone",
+    )
+
+
+def _discard(dst: Any, _streams: dict[int, Any], path: Path) -> None:
+    with contextlib.suppress(Exception):
+        dst.close()
+    path.unlink(missing_ok=True)
+
+
 def cut_copy(input_path: Path, info: MediaInfo, at: float, seconds: float, dest: Path) -> Cut:
     """Stream-copy the video, audio and subtitles from the keyframe at or before ``at`` to
-    ``at + seconds`` into an MKV (which takes any codec), with timestamps starting at 0."""
+    ``at + seconds`` (into MKV, else the input's own format; see `_open_cut`), with
+    timestamps starting at 0. The returned `Cut.path` is the file written."""
     video = info.video
     origin = video.start_time or 0.0
     src = open_input(input_path)
@@ -40,14 +84,8 @@ def cut_copy(input_path: Path, info: MediaInfo, at: float, seconds: float, dest:
         start_abs = Fraction(origin) + Fraction(at).limit_denominator(1_000_000)
         end_abs = start_abs + Fraction(seconds).limit_denominator(1_000_000)
         keep = [vs] + [s for s in src.streams if s.type in ("audio", "subtitle")]
-        with av.open(str(dest), "w", format="matroska") as dst:
-            out_streams: dict[int, Any] = {}
-            for s in keep:
-                try:
-                    out_streams[s.index] = dst.add_stream_from_template(s)
-                except (ValueError, av.error.FFmpegError):
-                    if s is vs:
-                        raise
+        dst, out_streams, dest = _open_cut(dest, src, keep)
+        with dst:
             if at > 0:
                 with contextlib.suppress(av.error.FFmpegError):
                     src.seek(math.floor(start_abs / tb_v), stream=vs, backward=True)
