@@ -20,6 +20,10 @@ The jobs cover the streams users care about (audio copy and transcode, subtitles
 29.97, 10-bit, odd sizes, images), the three model kinds (bicubic, a real Real-ESRGAN network,
 the temporal stabiliser), the restoration filters, resume files, the dry/inspection commands, and
 bad input. Exit code 0 when every job matches, 1 otherwise (each difference named).
+
+Run it on a quiet machine: without --tile, a model splits frames into tiles when free memory is
+short, and tiled output differs from untiled output in the last bits (a job that differed only
+under load and matches when rerun alone is that, not the change).
 """
 
 from __future__ import annotations

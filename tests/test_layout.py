@@ -215,3 +215,25 @@ def test_only_vsr_media_imports_pyav() -> None:
         if not i.typing_only and _in(i.module, "av")
     ]
     assert not bad, "PyAV opened outside vsr/media/:\n" + "\n".join(bad)
+
+
+def test_the_readme_map_names_every_module() -> None:
+    # "How the code is laid out" is where a new engineer starts: a module it doesn't name is a
+    # module nobody will find. (Names only; what the map says of each is for people to keep.)
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## How the code is laid out")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    missing = [
+        str(path.relative_to(PACKAGE.parent))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name not in ("__init__.py", "__main__.py") and path.name not in section
+    ]
+    missing += [
+        f"{folder.name}/"
+        for folder in sorted(PACKAGE.rglob("*"))
+        if folder.is_dir()
+        and (folder / "__init__.py").exists()
+        and f"{folder.name}/" not in section
+        and folder != PACKAGE
+    ]
+    assert not missing, "README's layout map doesn't name: " + ", ".join(missing)
