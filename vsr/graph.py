@@ -221,22 +221,32 @@ class DeviceGraph:
     def submit(self, frames: list[DecodedFrame], in_slots: list[int]) -> _Batch:
         """Queue upload, colour, model, colour back and download for one batch; no waiting
         on the device except for free output slots."""
-        plan, streams = self.plan, self.streams
         events: dict[str, tuple[Any, Any]] = {}
         cpu: dict[str, float] = {}
-        count = len(frames)
+        staged, uploaded = self._upload(in_slots, events, cpu)
+        packed, computed = self._compute(staged, uploaded, events, cpu)
+        self.stats.model_pixels += len(frames) * self.plan.width * self.plan.height
+        out_slots, done = self._download(packed, computed, len(frames), events, cpu)
+        return _Batch(frames, out_slots, done, events, cpu)
+
+    def _upload(
+        self, in_slots: list[int], events: dict[str, tuple[Any, Any]], cpu: dict[str, float]
+    ) -> tuple[torch.Tensor, Any]:
+        """The batch's input slots onto the device; the slots are released behind a fence."""
+        plan, streams = self.plan, self.streams
         host = self.packer.ring.buffers
-        index = torch.tensor(in_slots)
         t0 = time.perf_counter()
         with streams.on("upload"):
             e0 = streams.record("upload")
             if streams.cuda:
-                staged = torch.empty((count, host.shape[1]), dtype=host.dtype, device=plan.device)
+                staged = torch.empty(
+                    (len(in_slots), host.shape[1]), dtype=host.dtype, device=plan.device
+                )
                 for i, slot in enumerate(in_slots):
                     staged[i].copy_(host[slot], non_blocking=True)
             else:
                 # On the CPU the slots are already where the model runs: gather, no upload.
-                staged = host.index_select(0, index)
+                staged = host.index_select(0, torch.tensor(in_slots))
             uploaded = streams.record("upload")
             events["upload"] = (e0, uploaded)
         cpu["upload"] = time.perf_counter() - t0
@@ -244,6 +254,17 @@ class DeviceGraph:
         fence = runtime.Fence(uploaded)
         for slot in in_slots:
             self.packer.ring.release(slot, fence)
+        return staged, uploaded
+
+    def _compute(
+        self,
+        staged: torch.Tensor,
+        uploaded: Any,
+        events: dict[str, tuple[Any, Any]],
+        cpu: dict[str, float],
+    ) -> tuple[torch.Tensor, Any]:
+        """Planes to RGB, the model, RGB back to the encoder's planes, on the compute stream."""
+        plan, streams = self.plan, self.streams
         streams.wait("compute", uploaded)
         streams.hand_over(staged, "compute")
         with streams.on("compute"):
@@ -272,10 +293,21 @@ class DeviceGraph:
             events["colour"] = (c0, c1)
             events["model"] = (c1, c2)
             events["colour_back"] = (c2, c3)
-        self.stats.model_pixels += count * plan.width * plan.height
+        return packed, c3
+
+    def _download(
+        self,
+        packed: torch.Tensor,
+        computed: Any,
+        count: int,
+        events: dict[str, tuple[Any, Any]],
+        cpu: dict[str, float],
+    ) -> tuple[list[int], Any]:
+        """The result into free output slots (waiting for them is the graph's back-pressure)."""
+        streams = self.streams
         out_slots = [self.out_ring.acquire() for _ in range(count)]
         t0 = time.perf_counter()
-        streams.wait("download", c3)
+        streams.wait("download", computed)
         streams.hand_over(packed, "download")
         with streams.on("download"):
             d0 = streams.record("download")
@@ -285,7 +317,7 @@ class DeviceGraph:
             done = streams.record("download")
             events["download"] = (d0, done)
         cpu["download"] = time.perf_counter() - t0
-        return _Batch(frames, out_slots, done, events, cpu)
+        return out_slots, done
 
     # -- the encode thread's work -----------------------------------------------------------
     def encode(self, batch: _Batch, writer: Any) -> int:
@@ -337,80 +369,27 @@ def run_device_graph(
     `writer` is the pipeline's segment sink (`write_video_frame`, `write_packet`).
 
     `stage` holds the bounded queues and the cancellation (vsr.threads); `reader`
-    must have been built with `arrays=graph.packer`.
+    must have been built with `arrays=graph.packer`. The decode and encode stages run on their
+    own threads; the device stage (upload, model, download submission) runs on this one.
     """
     q_in: queue.Queue[Any] = stage.new_queue()
     q_out: queue.Queue[Any] = stage.new_queue()
-    packer = graph.packer
     started = time.perf_counter()
-
-    def read() -> None:
-        try:
-            iterator = iter(reader)
-            while True:
-                t0 = time.perf_counter()
-                waited = packer.waited
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    break
-                # Decode time is the reader's own, not the wait for a free slot.
-                busy = time.perf_counter() - t0 - (packer.waited - waited)
-                graph.stats.busy["decode"] += busy
-                if isinstance(item, DecodedFrame):
-                    stage.put(q_in, (item, packer.slots.popleft()))
-                else:
-                    stage.put(q_in, item)
-            stage.put(q_in, _END)
-        except runtime.RingClosed:
-            stage.fail(Cancelled())
-        except BaseException as exc:
-            stage.fail(exc)
-        finally:
-            reader.close()  # on this thread, before anyone closes the container
-
-    def write() -> None:
-        written = 0
-        try:
-            while True:
-                item = stage.get(q_out)
-                if item is _END:
-                    return
-                if isinstance(item, _Batch):
-                    written += graph.encode(item, writer)
-                    if progress is not None:
-                        progress(written, total)
-                else:
-                    writer.write_packet(item)
-        except runtime.RingClosed:
-            stage.fail(Cancelled())
-        except BaseException as exc:
-            stage.fail(exc)
-
     threads = [
-        threading.Thread(target=read, name="vsr-decode", daemon=True),
-        threading.Thread(target=write, name="vsr-encode", daemon=True),
+        threading.Thread(
+            target=_decode_stage, args=(graph, reader, stage, q_in), name="vsr-decode", daemon=True
+        ),
+        threading.Thread(
+            target=_encode_stage,
+            args=(graph, writer, stage, q_out, (progress, total)),
+            name="vsr-encode",
+            daemon=True,
+        ),
     ]
     for t in threads:
         t.start()
-    frames: list[DecodedFrame] = []
-    slots: list[int] = []
     try:
-        while True:
-            item = stage.get(q_in)
-            if item is _END:
-                break
-            if isinstance(item, tuple):
-                frames.append(item[0])
-                slots.append(item[1])
-                if len(frames) >= graph.plan.batch:
-                    stage.put(q_out, graph.submit(frames, slots))
-                    frames, slots = [], []
-            else:
-                stage.put(q_out, item)
-        if frames:
-            stage.put(q_out, graph.submit(frames, slots))
-        stage.put(q_out, _END)
+        _device_stage(graph, stage, q_in, q_out)
         threads[1].join()
     except KeyboardInterrupt:
         stage.stop.set()
@@ -429,5 +408,81 @@ def run_device_graph(
     join(threads)
     stage.raise_first()
     graph.stats.wall += time.perf_counter() - started
-    graph.stats.peak_input_slots = max(graph.stats.peak_input_slots, packer.ring.peak_live)
+    graph.stats.peak_input_slots = max(graph.stats.peak_input_slots, graph.packer.ring.peak_live)
     graph.stats.peak_output_slots = max(graph.stats.peak_output_slots, graph.out_ring.peak_live)
+
+
+def _decode_stage(graph: DeviceGraph, reader: VideoReader, stage: Stage, q_in: Any) -> None:
+    """The decode thread: frames (each with its pinned input slot) and packets to copy."""
+    packer = graph.packer
+    try:
+        iterator = iter(reader)
+        while True:
+            t0 = time.perf_counter()
+            waited = packer.waited
+            try:
+                item = next(iterator)
+            except StopIteration:
+                break
+            # Decode time is the reader's own, not the wait for a free slot.
+            busy = time.perf_counter() - t0 - (packer.waited - waited)
+            graph.stats.busy["decode"] += busy
+            if isinstance(item, DecodedFrame):
+                stage.put(q_in, (item, packer.slots.popleft()))
+            else:
+                stage.put(q_in, item)
+        stage.put(q_in, _END)
+    except runtime.RingClosed:
+        stage.fail(Cancelled())
+    except BaseException as exc:
+        stage.fail(exc)
+    finally:
+        reader.close()  # on this thread, before anyone closes the container
+
+
+def _encode_stage(
+    graph: DeviceGraph,
+    writer: Any,
+    stage: Stage,
+    q_out: Any,
+    report: tuple[ProgressFn | None, int | None],
+) -> None:
+    """The encode thread: finished batches to the encoder, copied packets to the muxer."""
+    progress, total = report
+    written = 0
+    try:
+        while True:
+            item = stage.get(q_out)
+            if item is _END:
+                return
+            if isinstance(item, _Batch):
+                written += graph.encode(item, writer)
+                if progress is not None:
+                    progress(written, total)
+            else:
+                writer.write_packet(item)
+    except runtime.RingClosed:
+        stage.fail(Cancelled())
+    except BaseException as exc:
+        stage.fail(exc)
+
+
+def _device_stage(graph: DeviceGraph, stage: Stage, q_in: Any, q_out: Any) -> None:
+    """The device stage, on the calling thread: frames gathered into batches and submitted."""
+    frames: list[DecodedFrame] = []
+    slots: list[int] = []
+    while True:
+        item = stage.get(q_in)
+        if item is _END:
+            break
+        if isinstance(item, tuple):
+            frames.append(item[0])
+            slots.append(item[1])
+            if len(frames) >= graph.plan.batch:
+                stage.put(q_out, graph.submit(frames, slots))
+                frames, slots = [], []
+        else:
+            stage.put(q_out, item)
+    if frames:
+        stage.put(q_out, graph.submit(frames, slots))
+    stage.put(q_out, _END)
