@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from vsr.config import UpscaleOptions
 
 if TYPE_CHECKING:
+    from vsr.models.base import Processor
     from vsr.plan import ImagePlan, VideoPlan
     from vsr.presets import Preset
 from vsr.errors import ConfigError, UsageError
@@ -215,11 +216,13 @@ def run(
     progress: ProgressFn | None = None,
     notify: Notify | None = None,
     on_model: Callable[[Mapping[str, object]], None] | None = None,
+    processor: Processor | None = None,
 ) -> UpscaleResult:
     """Upscale with a ready-made options object (what presets and batch jobs build).
 
     ``on_model`` is called once the model is loaded, with its resolved settings (device,
-    precision, tiling ...): what a progress line shows.
+    precision, tiling ...): what a progress line shows. ``processor``: one already built for
+    ``options.model`` (a cluster worker keeps its model loaded from file to file).
     """
     from vsr import preflight
     from vsr.models.registry import create_processor
@@ -239,7 +242,8 @@ def run(
         if notify is not None:
             notify(message)
 
-    processor = create_processor(options.model, notify=keep_notice)
+    if processor is None:
+        processor = create_processor(options.model, notify=keep_notice)
     if on_model is not None:
         on_model(dict(processor.settings))
     tracker = preflight.SpaceTracker(input_path, output_path)

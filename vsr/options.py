@@ -207,6 +207,38 @@ OPTIONS: tuple[Option, ...] = (
         api=False,
         **_SWITCH,
     ),
+    # Scale-out (vsr.cluster): where a batch runs, not what it computes.
+    _opt(
+        "cluster",
+        "run on Ray: 'ray' (a local Ray for this run), 'ray://HOST:PORT', or 'auto' "
+        '(RAY_ADDRESS); needs pip install "vsr[ray]"',
+        commands=frozenset({"batch"}),
+        target="plan",
+        api=False,
+        metavar="ADDRESS",
+    ),
+    _opt(
+        "workers",
+        "with --cluster: worker processes, each holding the model once "
+        "(default: one per GPU of the cluster, else one per CPU)",
+        commands=frozenset({"batch"}),
+        target="plan",
+        api=False,
+        parse=int,
+        metavar="N",
+        **_INTEGER,
+    ),
+    _opt(
+        "chunk_seconds",
+        "with --cluster: split videos longer than 1.5 chunks into keyframe-aligned chunks of "
+        "about this much content, run on different workers (default: 30)",
+        commands=frozenset({"batch"}),
+        target="plan",
+        api=False,
+        metavar="SECONDS",
+        default=30.0,
+        **_SECONDS,
+    ),
     _opt(
         "duration",
         "process only the first N seconds (used by `preview`)",

@@ -33,7 +33,7 @@ import torch
 from vsr import resume
 from vsr.config import UpscaleOptions
 from vsr.errors import InputError, Interrupted, VsrError
-from vsr.events import Notify, ProgressFn
+from vsr.events import Notify, ProgressFn, ignore
 from vsr.media import remux
 from vsr.media.assemble import MuxJob, SegmentPart, assemble
 from vsr.media.decode import (
@@ -284,7 +284,7 @@ def _run(plan: VideoPlan, processor: Processor, listen: _Listeners) -> UpscaleRe
         plan, processor, batch, device_plan, _hardware_decode(plan, processor, listen.notify)
     )
     try:
-        state = _start(job, container, listen.notify)
+        state = start_job(plan, container, listen.notify)
         writer, segments = _encode_and_mux(job, state, listen.progress)
     finally:
         container.close()
@@ -305,9 +305,8 @@ def _ready(processor: Processor, plan: VideoPlan) -> Processor:
     return processor
 
 
-def _start(job: _Job, container: InputContainer, notify: Notify) -> resume.ResumeState:
+def start_job(plan: VideoPlan, container: InputContainer, notify: Notify) -> resume.ResumeState:
     """Check that the encoder takes the job, then load or start the resume state."""
-    plan = job.plan
     for message in plan.stream_notices:
         notify(message)
     # Before any resume state is written: an encoder or container that refuses the job
@@ -330,9 +329,18 @@ def _start(job: _Job, container: InputContainer, notify: Notify) -> resume.Resum
 def _encode_and_mux(
     job: _Job, state: resume.ResumeState, progress: ProgressFn | None
 ) -> tuple[OutputWriter, list[resume.Segment]]:
-    plan = job.plan
     try:
         _Passes(job, state, progress).run()
+    except BaseException as exc:
+        state.abandon(keep=not isinstance(exc, InputError))
+        raise
+    segments = state.manifest.ordered()
+    return mux_segments(job.plan, state), segments
+
+
+def mux_segments(plan: VideoPlan, state: resume.ResumeState) -> OutputWriter:
+    """The final mux of every finished segment with the copied streams, then the cleanup."""
+    try:
         segments = state.manifest.ordered()
         parts = [
             SegmentPart(s.file(state.directory), s.timestamps(state.directory)) for s in segments
@@ -345,7 +353,7 @@ def _encode_and_mux(
         state.abandon(keep=not isinstance(exc, InputError))
         raise
     state.finish(plan.output, keep_manifest=plan.options.keep_manifest)
-    return writer, segments
+    return writer
 
 
 def _mux_job(plan: VideoPlan) -> MuxJob:
@@ -430,28 +438,26 @@ class _Passes:
             # First report: where the job starts (frames already done by an earlier run).
             self.progress(state.resumed_frames, total)
         for gap in state.manifest.gaps():
-            window = self.window_for(gap)
-            try:
-                self.encode(gap, window)
-            except SeekMissed:
-                # The container's index put the seek past the frames needed: decode this
-                # part from the start instead (slower, same frames).
-                assert window is not None
-                self.encode(gap, dataclasses.replace(window, seek_pts=None))
+            self.encode_gap(gap, self.window_for(gap))
 
     def window_for(self, gap: resume.Gap) -> OutputWindow | None:
         """Where to seek and which frames to drop, run as warm-up, and keep, for one gap."""
         if gap.start_pts is None:
             return None if gap.end_pts is None else OutputWindow(None, None, None, gap.end_pts)
-        manifest, plan = self.state.manifest, self.job.plan
+        manifest = self.state.manifest
         warmup = self.job.processor.descriptor.warmup
         warm = manifest.warmup_pts(gap, warmup, self.state.directory)
-        first_needed = warm[0] if warm else gap.start_pts
-        seek = None
-        if manifest.seekable:
-            seconds = Fraction(first_needed) * Fraction(plan.video.time_base)
-            seek = math.floor(seconds / Fraction(plan.source.time_base))
-        return OutputWindow(seek, warm[0] if warm else None, gap.start_pts, gap.end_pts)
+        return window_between(self.job.plan, gap, warm, seekable=manifest.seekable)
+
+    def encode_gap(self, gap: resume.Gap, window: OutputWindow | None) -> None:
+        """One gap, decoded from its start when the seek landed after it."""
+        try:
+            self.encode(gap, window)
+        except SeekMissed:
+            # The container's index put the seek past the frames needed: decode this
+            # part from the start instead (slower, same frames).
+            assert window is not None
+            self.encode(gap, dataclasses.replace(window, seek_pts=None))
 
     def encode(self, gap: resume.Gap, window: OutputWindow | None) -> None:
         """Decode one gap (with its warm-up), run the model, encode it into segments."""
@@ -528,6 +534,63 @@ class _Passes:
         except BaseException:
             sink.abort()
             raise
+
+
+def window_between(
+    plan: VideoPlan, gap: resume.Gap, warm: list[int], *, seekable: bool
+) -> OutputWindow:
+    """The window of a gap that starts mid-video, with `warm`: the output pts of the frames
+    just before it that a temporal model runs as warm-up (and drops)."""
+    assert gap.start_pts is not None
+    first_needed = warm[0] if warm else gap.start_pts
+    seek = None
+    if seekable:
+        seconds = Fraction(first_needed) * Fraction(plan.video.time_base)
+        seek = math.floor(seconds / Fraction(plan.source.time_base))
+    return OutputWindow(seek, warm[0] if warm else None, gap.start_pts, gap.end_pts)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a job that is encoded on its own (a vsr.cluster chunk)."""
+
+    gap: resume.Gap
+    # The output pts of the frames just before the part (sorted): a temporal model runs its
+    # warm-up on the last of them, as a resumed pass does, so that its state where the part
+    # starts matches an uninterrupted run's.
+    before: tuple[int, ...] = ()
+    seekable: bool = True  # every packet has a pts: seek, rather than decode from the start
+
+
+def encode_part(
+    plan: VideoPlan,
+    processor: Processor,
+    part: Part,
+    directory: Path,
+    progress: ProgressFn | None = None,
+) -> list[resume.Segment]:
+    """Encode one part of a job into segment files in `directory`, and return them.
+
+    The segments are not recorded in the job's manifest: the caller owns it (a driver that
+    collects the parts of many workers).
+    """
+    processor = _ready(processor, plan)
+    batch = max(1, int(str(processor.settings.get("batch", plan.options.model.batch))))
+    hw = _hardware_decode(plan, processor, ignore)
+    job = _Job(plan, processor, batch, _plan_frame_path(plan, processor, batch), hw)
+    gap = part.gap
+    tb = str(plan.video.time_base)
+    manifest = resume.Manifest(resume.MANIFEST_VERSION, {}, "", {}, tb, [], gap.frames)
+    state = resume.ResumeState(manifest, directory / "part.vsr.json", directory)
+    window: OutputWindow | None = None
+    if gap.start_pts is not None:
+        warmup = processor.descriptor.warmup
+        warm = list(part.before[-warmup:]) if warmup > 0 else []
+        window = window_between(plan, gap, warm, seekable=part.seekable)
+    elif gap.end_pts is not None:
+        window = OutputWindow(None, None, None, gap.end_pts)
+    _Passes(job, state, progress).encode_gap(gap, window)
+    return state.manifest.ordered()
 
 
 class _SegmentSink:

@@ -12,7 +12,10 @@ from vsr.cli.console import Aborted, Bar, Console
 from vsr.errors import UsageError
 
 if TYPE_CHECKING:
-    from vsr.batch import BatchJob, FileResult
+    from collections.abc import Callable
+
+    from vsr.batch import BatchJob, BatchReport, FileResult
+    from vsr.cluster import ClusterSpec
 
 
 def add_parser(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser:
@@ -32,8 +35,24 @@ def add_parser(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser
     p.add_argument("--quiet", "-q", action="store_true", help="no progress or notices")
     p.add_argument("--no-html", action="store_true", help="skip the HTML report")
     add_options(p, name, "allow_outside", "checkpoint_every")
+    add_options(p, name, "cluster", "workers", "chunk_seconds")
     add_option_groups(p, name)
     return p
+
+
+def cluster_from_args(args: argparse.Namespace) -> ClusterSpec | None:
+    """--cluster and its companions; Ray's absence is a usage error before any planning."""
+    from vsr.cluster import ClusterSpec, parse_cluster, require_ray
+
+    if args.cluster is None:
+        if args.workers is not None:
+            raise UsageError(
+                "--workers needs --cluster (on one machine, --jobs runs files at once)"
+            )
+        return None
+    address = parse_cluster(args.cluster)
+    require_ray()
+    return ClusterSpec(address, args.workers, args.chunk_seconds)
 
 
 def plan_from_args(args: argparse.Namespace) -> tuple[list[BatchJob], Path]:
@@ -78,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from vsr.batch import format_plan, format_table, run_batch
     from vsr.report import write_reports
 
+    cluster = cluster_from_args(args)
     jobs, report_dir = plan_from_args(args)
     if args.dry_run:
         if args.json:
@@ -106,14 +126,17 @@ def run(args: argparse.Namespace) -> int:
             )
 
     try:
-        report = run_batch(
-            jobs,
-            workers=args.jobs,
-            output_dir=report_dir,
-            progress=progress,
-            notify=console.notify,
-            on_file=on_file,
-        )
+        if cluster is not None:
+            report = _run_on_cluster(jobs, cluster, report_dir, console, on_file)
+        else:
+            report = run_batch(
+                jobs,
+                workers=args.jobs,
+                output_dir=report_dir,
+                progress=progress,
+                notify=console.notify,
+                on_file=on_file,
+            )
     finally:
         for bar in bars.values():
             bar.close()
@@ -129,3 +152,28 @@ def run(args: argparse.Namespace) -> int:
         # One kind of failure keeps its own code (3: bad input ...); a mix is plain 1.
         return codes.pop() if len(codes) == 1 else 1
     return 0
+
+
+def _run_on_cluster(
+    jobs: list[BatchJob],
+    cluster: ClusterSpec,
+    report_dir: Path,
+    console: Console,
+    on_file: Callable[[FileResult], None],
+) -> BatchReport:
+    """The batch on Ray, with one bar for the frames of every worker together."""
+    from vsr.cluster.ray_backend import run_on_ray
+
+    where = "a local Ray" if cluster.local else cluster.address
+    bar = console.bar(f"{len(jobs)} file{'s' if len(jobs) != 1 else ''} on {where}")
+    try:
+        return run_on_ray(
+            jobs,
+            cluster,
+            output_dir=report_dir,
+            progress=bar,
+            notify=console.notify,
+            on_file=on_file,
+        )
+    finally:
+        bar.close()
