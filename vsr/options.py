@@ -207,6 +207,22 @@ OPTIONS: tuple[Option, ...] = (
         api=False,
         **_SWITCH,
     ),
+    _opt(
+        "duration",
+        "process only the first N seconds (used by `preview`)",
+        flags=(),
+        preset=(None, "duration"),
+        **_SECONDS,
+    ),
+    _opt(
+        "checkpoint_every",
+        "save finished work this often, so a killed job loses at most that much (default: 60)",
+        commands=frozenset({"upscale", "batch"}),
+        preset=(None, "checkpoint_every"),
+        metavar="SECONDS",
+        default=60.0,
+        **_SECONDS,
+    ),
     # Scale-out (vsr.cluster): where a batch runs, not what it computes.
     _opt(
         "cluster",
@@ -237,22 +253,6 @@ OPTIONS: tuple[Option, ...] = (
         api=False,
         metavar="SECONDS",
         default=30.0,
-        **_SECONDS,
-    ),
-    _opt(
-        "duration",
-        "process only the first N seconds (used by `preview`)",
-        flags=(),
-        preset=(None, "duration"),
-        **_SECONDS,
-    ),
-    _opt(
-        "checkpoint_every",
-        "save finished work this often, so a killed job loses at most that much (default: 60)",
-        commands=frozenset({"upscale", "batch"}),
-        preset=(None, "checkpoint_every"),
-        metavar="SECONDS",
-        default=60.0,
         **_SECONDS,
     ),
     # -- model

@@ -47,7 +47,7 @@ def connect(spec: ClusterSpec) -> bool:
     """Join (or start) the cluster; True when this call started Ray (and must shut it down)."""
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
+    kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
     if spec.local:
         ray.init(include_dashboard=False, **kwargs)
     else:
@@ -88,7 +88,8 @@ class WorkerStats:
     number: int
     node: str = ""
     pids: list[int] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # from handing a unit over to its result, as the driver sees it
+    compute: float = 0.0  # of which inside the worker (the rest: Ray's scheduling, transfers)
     units: int = 0
     frames: int = 0
     lost: int = 0
@@ -99,6 +100,7 @@ class WorkerStats:
             "node": self.node,
             "pids": self.pids,
             "seconds": round(self.seconds, 3),
+            "compute": round(self.compute, 3),
             "units": self.units,
             "frames": self.frames,
             "lost": self.lost,
@@ -274,6 +276,7 @@ class _Driver:
             outcome = _failed(unit, f"the worker failed: {type(exc).__name__}: {exc}")
         slot.stats.seconds += time.perf_counter() - slot.started
         slot.stats.units += 1
+        slot.stats.compute += outcome.seconds or 0.0
         if isinstance(outcome, FileResult):
             slot.stats.frames += outcome.frames or 0
             self.done += outcome.frames or 0
