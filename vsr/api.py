@@ -226,7 +226,7 @@ def run(
     """
     from vsr import preflight
     from vsr.models.registry import create_processor
-    from vsr.pipeline import check_paths
+    from vsr.outputs import check_paths
 
     input_path, output_path = Path(input), Path(output)
     # Cheap checks first, before a model loads, in the order a user fixes things: an existing

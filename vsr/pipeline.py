@@ -49,7 +49,7 @@ from vsr.media.facts import InputContainer, Packet, VideoFrame
 from vsr.media.filters import FilterChain, FilterSpec, resize_to_height, resolve_spec
 from vsr.media.probe import open_input, probe
 from vsr.models.base import FrameGeometry, Processor
-from vsr.outputs import atomic_output, check_paths  # callers still import them from here
+from vsr.outputs import atomic_output, check_paths
 from vsr.plan import FilterPlan, ModelFacts, VideoPlan, frame_count, is_image_job, plan_video
 from vsr.threads import END, Cancelled, Stage, join
 

@@ -114,7 +114,7 @@ def split_view(
 
 def write_png(image: np.ndarray, output: Path) -> None:
     """Write an RGB image atomically (temp name beside the target, then rename)."""
-    from vsr.pipeline import atomic_output
+    from vsr.outputs import atomic_output
 
     with atomic_output(output) as tmp:
         # The temporary name keeps the .png suffix, which tells OpenCV the format.
@@ -270,7 +270,7 @@ def preview(
 ) -> PreviewResult:
     """Write the before/after PNG and (unless ``clip`` is None) the clip; see the module."""
     from vsr.api import run
-    from vsr.pipeline import check_paths
+    from vsr.outputs import check_paths
 
     start = time.perf_counter()
     input_path, png = Path(input_path), Path(png)
