@@ -350,3 +350,20 @@ def _numbers(value: object) -> list[float]:
     if isinstance(value, list):
         return [n for v in value for n in _numbers(v)]
     return []
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [("tune=flim", "invalid tune 'flim'"), ("profile=hihg", "invalid profile: hihg")],
+)
+def test_a_value_x264_rejects_itself_is_one_error_line(
+    tmp_path: Path, option: str, words: str
+) -> None:
+    # x264 checks tune and profile before FFmpeg's log callback is its own, and used to print
+    # "x264 [error]: ..." on the process's stderr above vsr's line. A subprocess, because only
+    # the real file descriptor 2 shows it.
+    src = clips.cfr_h264_aac(tmp_path, frames=3)
+    out = tmp_path / "out.mkv"
+    result = run_vsr_subprocess("upscale", src.path, "-o", out, "--model", "bicubic", "-e", option)
+    check_one_error_line(result, 2, words, "libx264", "--encoder-option")
+    assert not out.exists()

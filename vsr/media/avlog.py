@@ -46,3 +46,49 @@ def errors_logged() -> Iterator[None]:
                     _quieted = True
                 else:
                     av.logging.set_level(_saved)
+
+
+@contextlib.contextmanager
+def native_stderr() -> Iterator[list[str]]:
+    """What C code writes straight to file descriptor 2 inside, as lines (filled on exit).
+
+    x264 and x265 check ``tune``, ``preset`` and ``profile`` before FFmpeg's log callback is
+    theirs, and report a bad value with their own logger on stderr ("x264 [error]: invalid
+    tune 'flim'"), around FFmpeg's error and vsr's. The caller folds those lines into its one
+    error line, or passes them on unchanged (`pass_on`) when nothing failed. Only for short,
+    single-threaded steps (opening an encoder): the descriptor is the whole process's.
+    """
+    import os
+    import sys
+    import tempfile
+
+    lines: list[str] = []
+    with tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace")
+            lines.extend(line for line in text.splitlines() if line.strip())
+
+
+def pass_on(lines: list[str]) -> None:
+    """Lines `native_stderr` caught that explain no error: back where their writer sent them."""
+    import os
+
+    if lines:
+        os.write(2, ("\n".join(lines) + "\n").encode())
+
+
+def native_reason(lines: list[str]) -> str | None:
+    """The last error a library printed itself, without its "x264 [error]: " prefix."""
+    for line in reversed(lines):
+        _head, sep, rest = line.partition("[error]:")
+        if sep and rest.strip():
+            return rest.strip()
+    return None

@@ -29,7 +29,7 @@ from vsr.errors import (
 )
 from vsr.media import hdr as hdr_meta
 from vsr.media import remux
-from vsr.media.avlog import errors_logged
+from vsr.media.avlog import errors_logged, native_reason, native_stderr, pass_on
 from vsr.media.color import from_rgb
 from vsr.media.probe import MediaInfo, VideoInfo, bit_depth_of, has_alpha
 from vsr.media.remux import StreamPlan
@@ -363,19 +363,23 @@ def check_encoding(
             height,
             segment=True,
         )
-        try:
-            segment.open()
-            deep = bit_depth_of(encoding.pix_fmt) > 8
-            rgb = np.zeros((height, width, 3), np.uint16 if deep else np.uint8)
-            segment.write_frame(rgb, None, 0, 1)
-            segment.close()
-        except (av.error.FFmpegError, ValueError, EncoderError) as exc:
-            segment.abort()
-            raise UsageError(
-                f"{encoding.codec} cannot encode {width}x{height} {encoding.pix_fmt} with "
-                f"these settings: {_reason(exc, logs)}",
-                hint="check --encoder-option, --crf, --encoder-preset and --pix-fmt",
-            ) from exc
+        # The codec opens with its first frame: x264's own error lines come from there.
+        with native_stderr() as printed:
+            try:
+                segment.open()
+                deep = bit_depth_of(encoding.pix_fmt) > 8
+                rgb = np.zeros((height, width, 3), np.uint16 if deep else np.uint8)
+                segment.write_frame(rgb, None, 0, 1)
+                segment.close()
+                failed: BaseException | None = None
+            except (av.error.FFmpegError, ValueError, EncoderError) as exc:
+                segment.abort()
+                failed = exc
+        if failed is not None:
+            error = _cannot_encode(encoding, (width, height), failed, logs, printed)
+            pass_on([line for line in printed if "[error]:" not in line])
+            raise error from failed
+        pass_on(printed)
         try:
             first = av.open(str(segment_path))
         except (av.error.FFmpegError, ValueError) as exc:
@@ -440,6 +444,26 @@ def _first_frame_of(path: Path) -> tuple[int, int, str] | None:
     except (av.error.FFmpegError, ValueError):
         return None
     return None
+
+
+def _cannot_encode(
+    encoding: VideoEncoding,
+    size: tuple[int, int],
+    exc: BaseException,
+    logs: list[tuple[int, str, str]],
+    printed: list[str],
+) -> UsageError:
+    """The one error line for settings the encoder refused, in the encoder's own words where it
+    printed them itself (x264's "invalid tune 'flim'") and FFmpeg's otherwise."""
+    reason = _reason(exc, logs)
+    native = native_reason(printed)
+    if native is not None:
+        reason = f"{native} ({reason})"
+    return UsageError(
+        f"{encoding.codec} cannot encode {size[0]}x{size[1]} {encoding.pix_fmt} with "
+        f"these settings: {reason}",
+        hint="check --encoder-option, --crf, --encoder-preset and --pix-fmt",
+    )
 
 
 def _reason(exc: BaseException, logs: list[tuple[int, str, str]]) -> str:
