@@ -202,6 +202,8 @@ def test_resume_keeps_done_work_and_equals_an_uninterrupted_run(tmp_path: Path, 
     result = run(src, out, options, notify=notes.append, progress=lambda d, _t: reports.append(d))
     assert f"resumed: {done:,} of 48 frames done" in notes, notes
     assert result.to_dict()["resumed"] == {"frames_done": done, "of": 48}
+    # The speed is this run's: the frames it made, not those the first run left.
+    assert result.fps == pytest.approx((48 - done) / result.seconds)
     # Only the missing frames were encoded again: progress starts where the first run stopped.
     assert reports[0] == done and reports[-1] == 48 and len(reports) == 48 - done + 1
     a, b = read_video(ref, pixels=False), read_video(out, pixels=False)

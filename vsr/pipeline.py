@@ -77,7 +77,10 @@ class UpscaleResult:
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        """Frames this run made per second: a resumed job's finished segments were made by an
+        earlier run, and counting them would make the speed look higher than it is."""
+        made = max(self.frames - self.resumed_frames, 0)
+        return made / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
