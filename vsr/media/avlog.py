@@ -59,12 +59,12 @@ def native_stderr() -> Iterator[list[str]]:
     single-threaded steps (opening an encoder): the descriptor is the whole process's.
     """
     import os
-    import sys
     import tempfile
 
+    # (Python's own stderr is not flushed first: what it writes inside lands in the sink and is
+    # passed on with the rest.)
     lines: list[str] = []
     with tempfile.TemporaryFile() as sink:
-        sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
         try:
