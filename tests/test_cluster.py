@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -118,6 +119,20 @@ def test_bad_cluster_flags_are_usage_errors(tmp_path: Path, cli: Any, flags: lis
     src = _clip(tmp_path / "a.mp4", frames=6, gop=6)
     result = cli("batch", src, "-o", tmp_path / "out", *flags)
     check_one_error_line(result, 2)
+
+
+def test_a_head_that_is_not_there_is_one_error_line_at_once(tmp_path: Path, cli: Any) -> None:
+    # Ray's client retries for minutes, printing its own log lines, when nothing listens at
+    # the address; vsr checks that the head answers first.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    src = _clip(tmp_path / "a.mp4", frames=6, gop=6)
+    start = time.monotonic()
+    result = cli("batch", src, "-o", tmp_path / "out", "--cluster", f"127.0.0.1:{port}")
+    check_one_error_line(result, 6, f"127.0.0.1:{port}", "ray start --head")
+    assert time.monotonic() - start < 60
+    assert not (tmp_path / "out" / "a.mp4").exists()
 
 
 # --------------------------------------------------------------------------- on a local Ray

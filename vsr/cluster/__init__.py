@@ -8,12 +8,17 @@ loads it, and Ray is an optional extra (``pip install "vsr[ray]"``). The work li
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from dataclasses import dataclass
 
-from vsr.errors import UsageError
+from vsr.errors import DeviceError, UsageError
 
 INSTALL_HINT = 'pip install "vsr[ray]"'
+# How long a head may take to accept a connection before vsr says it can't be reached. Ray's
+# own client retries for minutes, printing its C++ log lines, when the address is wrong.
+REACH_SECONDS = 10.0
 # A Ray client address (ray://host:port) or a GCS address (host:port) of a running head.
 _ADDRESS = re.compile(r"\A(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}\Z")
 
@@ -60,3 +65,29 @@ def require_ray() -> None:
         import ray  # noqa: F401  (the driver imports it next anyway)
     except ImportError:
         raise UsageError(f"--cluster needs Ray, which is not installed ({INSTALL_HINT})") from None
+
+
+def check_reachable(address: str, timeout: float = REACH_SECONDS) -> None:
+    """A head that accepts TCP connections at `address`, or a `DeviceError` (exit 6) now.
+
+    `address` is what `parse_cluster` returned; "auto" is checked when RAY_ADDRESS names a head
+    (without it, Ray looks for a head started on this machine and says itself when there is
+    none).
+    """
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS", "").strip()
+        if not _ADDRESS.match(address):
+            return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer in {timeout:g} s"
+        raise DeviceError(
+            f"cannot reach the Ray cluster at {address} ({reason})",
+            hint="start its head with `ray start --head`, or check the address and port",
+        ) from None

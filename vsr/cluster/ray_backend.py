@@ -28,7 +28,7 @@ import ray.exceptions
 
 from vsr import resume
 from vsr.batch import BatchJob, BatchReport, FileDoneFn, FileResult, expected_frames, is_finished
-from vsr.cluster import ClusterSpec
+from vsr.cluster import ClusterSpec, check_reachable
 from vsr.cluster.chunks import Chunk, chunk_folder, cut_chunks, plan_for_chunks
 from vsr.cluster.worker import ChunkOutcome, ChunkTask, Worker
 from vsr.errors import VsrError
@@ -51,6 +51,8 @@ def connect(spec: ClusterSpec) -> bool:
     if spec.local:
         ray.init(include_dashboard=False, **kwargs)
     else:
+        assert spec.address is not None
+        check_reachable(spec.address)
         try:
             ray.init(address=spec.address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
