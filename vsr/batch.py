@@ -797,11 +797,29 @@ def _run_one(
         options = dataclasses.replace(
             options, model=dataclasses.replace(options.model, device=device)
         )
-    start = time.perf_counter()
-    try:
+
+    def attempt() -> UpscaleResult:
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        result = run(job.input, job.output, options, progress=step, notify=keep_notice)
-    except (KeyboardInterrupt, Interrupted, _Stop):
+        return run(job.input, job.output, options, progress=step, notify=keep_notice)
+
+    return file_result(job, attempt, notices, stops=(_Stop,))
+
+
+def file_result(
+    job: BatchJob,
+    attempt: Callable[[], UpscaleResult],
+    notices: list[str],
+    *,
+    stops: tuple[type[BaseException], ...] = (),
+) -> FileResult:
+    """The outcome of one file's run as a FileResult: every failure is one (a broken file must
+    not end the batch), and Ctrl-C, or one of `stops`, an "interrupted" one. The one mapping
+    for the batch on one machine and on a cluster's workers."""
+    start = time.perf_counter()
+    interrupts: tuple[type[BaseException], ...] = (KeyboardInterrupt, Interrupted, *stops)
+    try:
+        result = attempt()
+    except interrupts:
         return FileResult(
             job,
             "interrupted",

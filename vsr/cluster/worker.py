@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from vsr.batch import BatchJob, FileResult
     from vsr.cluster.chunks import Chunk
     from vsr.models.base import Processor
+    from vsr.pipeline import UpscaleResult
     from vsr.plan import VideoPlan
     from vsr.resume import Segment
 
@@ -114,15 +115,15 @@ class Worker:
         """A whole file through the ordinary pipeline (resume included), with this worker's
         loaded model."""
         from vsr.api import run
-        from vsr.batch import FileResult
+        from vsr.batch import file_result
 
         self._begin()
         notices: list[str] = []
-        start = time.perf_counter()
-        try:
+
+        def attempt() -> UpscaleResult:
             processor = self._processor(job.options.model)
             job.output.parent.mkdir(parents=True, exist_ok=True)
-            result = run(
+            return run(
                 job.input,
                 job.output,
                 job.options,
@@ -130,24 +131,8 @@ class Worker:
                 notify=notices.append,
                 processor=processor,
             )
-        except (Interrupted, KeyboardInterrupt):
-            return FileResult(job, "interrupted", reason="stopped by Ctrl-C", exit_code=130)
-        except VsrError as exc:
-            seconds = time.perf_counter() - start
-            return FileResult(
-                job, "failed", seconds=seconds, reason=str(exc), exit_code=exc.exit_code
-            )
-        except Exception as exc:
-            reason = f"unexpected {type(exc).__name__}: {exc}"
-            return FileResult(job, "failed", reason=reason, exit_code=1)
-        return FileResult(
-            job,
-            "done",
-            frames=result.frames,
-            seconds=result.seconds,
-            result=result,
-            notices=notices,
-        )
+
+        return file_result(job, attempt, notices)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from vsr.errors import (
 )
 from vsr.media.color import ColorInfo, resolve_color, to_rgb
 from vsr.media.filters import FilterChain, FilterSpec, StreamGeometry, resolve_spec
-from vsr.media.probe import MediaInfo, open_input, probe
+from vsr.media.probe import MediaInfo, decode_forward, open_input, probe
 
 # A decoded picture, for type hints in modules that pass frames along without opening PyAV.
 VideoFrame = av.VideoFrame
@@ -135,19 +135,9 @@ def _frame_time(frame: av.VideoFrame, time_base: Fraction) -> Fraction | None:
 def _decode_from(
     container: av.container.InputContainer, stream: Any, path: Path
 ) -> Iterator[av.VideoFrame]:
-    """Decode forward from the demuxer's position, skipping empty packets (Theora in Ogg)."""
+    """`decode_forward`, with a decoding error as the input's fault."""
     try:
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            try:
-                frames = stream.decode(packet)
-            except av.error.InvalidDataError:
-                # Reference frames from before the seek point are missing right after a
-                # seek on some streams; the keyframe that follows decodes.
-                continue
-            yield from frames
-        yield from stream.decode(None)
+        yield from decode_forward(container, stream)
     except av.error.FFmpegError as exc:
         raise CorruptInputError(f"cannot be decoded ({exc})", path=path) from exc
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -345,22 +346,31 @@ def _probe_open(container: av.container.InputContainer, path: Path) -> MediaInfo
     )
 
 
+def decode_forward(container: av.container.InputContainer, stream: Any) -> Iterator[av.VideoFrame]:
+    """Decode forward from the demuxer's position, skipping empty packets (Theora in Ogg).
+
+    Other decoding errors propagate (`first_frame` and `vsr.media.frames` each decide what they
+    mean).
+    """
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        try:
+            frames = stream.decode(packet)
+        except av.error.InvalidDataError:
+            # Reference frames from before the seek point are missing right after a seek on
+            # some streams; the keyframe that follows decodes.
+            continue
+        yield from frames
+    yield from stream.decode(None)
+
+
 def first_frame(path: Path, index: int) -> av.VideoFrame | None:
     """Decode the first frame of a stream (tolerating empty packets)."""
     with av.open(str(path), mode="r", metadata_errors=METADATA_ERRORS) as container:
         stream: Any = container.streams[index]
         try:
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                try:
-                    frames = stream.decode(packet)
-                except av.error.InvalidDataError:
-                    continue
-                if frames:
-                    return frames[0]
-            for frame in stream.decode(None):
-                return frame
+            return next(decode_forward(container, stream), None)
         except av.error.FFmpegError:
             return None
     return None
