@@ -218,8 +218,6 @@ def test_degrade_h264_round_trip_and_random_draws() -> None:
     flat = torch.ones(2, 3, 32, 32) * torch.tensor([0.8, 0.3, 0.5]).view(1, 3, 1, 1)
     lossless = degrade_frames(flat, scale=1, degradation=Degradation(h264_crf=0))
     assert float((lossless - flat).abs().max()) <= 1.5 / 255  # colour matrix round trip
-    draws = {Degradation.random(np.random.default_rng(s), scale=4) for s in range(20)}
-    assert len(draws) == 20  # ranges are sampled, not constant
 
 
 def test_degrade_file_keeps_timestamps_and_size(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import torch
 from vsr.cli.train import add_parser as add_train_parser
 from vsr.cli.train import config_from_args
 from vsr.config import ModelOptions
-from vsr.errors import OutputExistsError, UsageError
+from vsr.errors import InputError, OutputExistsError, UsageError
 from vsr.temporal.processor import create_temporal_processor, load_network
 from vsr.train import TrainConfig, TrainProgress, train
 from vsr.train.data import SequenceSampler, load_clip
@@ -240,3 +240,53 @@ def test_downscaled_samples_are_sharper(clip: Path) -> None:
     assert a.hr.shape == b.hr.shape == (8, 2, 3, 24, 24)
     assert detail(b.hr) > 1.5 * detail(a.hr)
     assert torch.equal(b.hr, (b.hr * 255).round() / 255)  # 8-bit targets
+
+
+def test_a_still_photo_becomes_a_moving_clip(tmp_path: Path) -> None:
+    import cv2
+
+    rng = np.random.default_rng(3)
+    photo = cv2.GaussianBlur(rng.random((120, 160, 3)).astype(np.float32), (0, 0), 1.5)
+    photo = ((photo - photo.min()) / (photo.max() - photo.min()) * 255).astype(np.uint8)
+    path = tmp_path / "photo.png"
+    assert cv2.imwrite(str(path), photo)
+    clip = load_clip(path, max_frames=20)
+    assert clip.frames.shape == (20, 60, 80, 3) and clip.frames.dtype == np.uint8
+    again = load_clip(path, max_frames=20)
+    assert np.array_equal(clip.frames, again.frames)  # the camera path is seeded
+    moved = np.abs(clip.frames[1:].astype(int) - clip.frames[:-1]).mean(axis=(1, 2, 3))
+    assert (moved > 0.5).all()  # the camera never stops
+    # Sharp, like the photo at that scale: the frame's detail survives (no resampling blur).
+    lap = [float(cv2.Laplacian(f, cv2.CV_32F).var()) for f in clip.frames]
+    ref = float(
+        cv2.Laplacian(cv2.resize(photo, (107, 80), interpolation=cv2.INTER_AREA), cv2.CV_32F).var()
+    )
+    assert min(lap) > 0.5 * ref
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(InputError, match="could not read"):
+        load_clip(bad)
+
+
+def test_temporal_loss_counts_only_flicker_the_target_lacks() -> None:
+    from vsr.train.loop import temporal_loss
+
+    rng = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 3, 16, 16, generator=rng).repeat_interleave(1, dim=1)
+    target = target[:, :1].expand(-1, 3, -1, -1, -1).contiguous()  # a static scene
+    flows = torch.zeros(2, 2, 2, 8, 8)
+    assert float(temporal_loss(target, target, flows)) < 2e-3  # the truth itself: ~eps
+    jitter = target + 0.05 * torch.randn(target.shape, generator=rng)
+    assert float(temporal_loss(jitter, target, flows)) > 0.03
+    steady_but_wrong = target + 0.05  # wrong by a constant: fidelity's problem, not flicker's
+    assert float(temporal_loss(steady_but_wrong, target, flows)) < 2e-3
+    # Where the target itself changes by over 10 levels (a cut, an occlusion), nothing counts.
+    changing = torch.rand(2, 3, 3, 16, 16, generator=rng)
+    assert (
+        float(
+            temporal_loss(
+                changing + 0.05 * torch.randn(changing.shape, generator=rng), changing, flows
+            )
+        )
+        < 0.02
+    )

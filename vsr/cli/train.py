@@ -70,7 +70,13 @@ def add_parser(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser
         "--clean-fraction",
         type=float,
         default=d.clean_fraction,
-        help="share of samples with a clean bicubic downscale (rest: heavy damage)",
+        help="share of samples with a clean bicubic downscale (rest: blind damage)",
+    )
+    p.add_argument(
+        "--temporal-weight",
+        type=float,
+        default=d.temporal_weight,
+        help="weight of the loss on flicker the target has not (0: off)",
     )
     p.add_argument(
         "--downscale-prob",
@@ -122,6 +128,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         init=args.init,
         max_frames=args.max_frames,
         clean_fraction=args.clean_fraction,
+        temporal_weight=args.temporal_weight,
         downscale_prob=args.downscale_prob,
         val_frames=args.val_frames,
         work_dir=args.work_dir,

@@ -3,7 +3,7 @@
 What `vsr eval --degrade` and training need from the encoder, without the upscale pipeline's
 stream plans: every frame decoded to RGB with the source's own colour (as the pipeline decodes
 it), handed to a function, and encoded back with libx264, keeping timestamps and colour tags;
-audio is copied. `h264_roundtrip` does the same for frames in memory.
+audio is copied. `codec_roundtrip` does the same for frames in memory (H.264 or MPEG-2).
 """
 
 from __future__ import annotations
@@ -32,16 +32,46 @@ class FrameMap(Protocol):
     def __call__(self, rgb: np.ndarray) -> np.ndarray: ...
 
 
-def h264_roundtrip(frames: np.ndarray, crf: int) -> np.ndarray:
-    """Encode (N, H, W, 3) uint8 RGB with libx264 in memory and decode it back (same shape)."""
+# What each round-trip codec takes as its quality knob, and how: libx264 a CRF (0-51, lower is
+# better), MPEG-2 a fixed quantiser scale (2-31, lower is better; DVD-era encoders ran ~3-8).
+ROUNDTRIP_CODECS: dict[str, tuple[int, int]] = {"h264": (0, 51), "mpeg2": (2, 31)}
+
+
+def codec_roundtrip(frames: np.ndarray, codec: str, quality: int) -> np.ndarray:
+    """Encode (N, H, W, 3) uint8 RGB with ``codec`` in memory and decode it back (same shape).
+
+    ``quality`` is the CRF for "h264" and the quantiser scale for "mpeg2"
+    (see ROUNDTRIP_CODECS). Training uses this to show the network real block, ringing and
+    motion-compensation damage, in the 4:2:0 chroma that real footage has.
+    """
+    if codec not in ROUNDTRIP_CODECS:
+        raise EncoderError(
+            f"expected a round-trip codec in {sorted(ROUNDTRIP_CODECS)}, got {codec!r}"
+        )
+    low, high = ROUNDTRIP_CODECS[codec]
+    if not low <= quality <= high:
+        raise EncoderError(f"expected a {codec} quality in {low}-{high}, got {quality}")
     n, h, w = frames.shape[:3]
     # 4:2:0 needs even sizes; 4:4:4 keeps odd ones exact (chroma damage is then milder).
-    pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
+    # MPEG-2 has no 4:4:4 profile in common use: odd sizes are padded by one edge row/column.
+    even = h % 2 == 0 and w % 2 == 0
+    if codec == "mpeg2" and not even:
+        padded = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        return codec_roundtrip(padded, codec, quality)[:, :h, :w]
+    pix_fmt = "yuv420p" if even else "yuv444p"
     buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=25)
+    with av.open(buf, "w", format="matroska") as out:
+        if codec == "h264":
+            stream = out.add_stream("libx264", rate=25)
+            stream.options = {"crf": str(quality), "preset": "veryfast"}
+        else:
+            stream = out.add_stream("mpeg2video", rate=25)
+            # A fixed quantiser (qmin = qmax) rather than a bitrate: the damage then depends on
+            # the quality drawn, not on how busy the clip is. GOP 12 with B-frames, like DVDs.
+            stream.codec_context.qmin = stream.codec_context.qmax = quality
+            stream.codec_context.gop_size = 12
+            stream.codec_context.max_b_frames = 2
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
         stream.codec_context.colorspace = 5
         stream.codec_context.color_range = 1
         for i, rgb in enumerate(frames):
@@ -62,7 +92,7 @@ def h264_roundtrip(frames: np.ndarray, crf: int) -> np.ndarray:
                 )
             )
     if len(decoded) != n:
-        raise EncoderError(f"H.264 round trip returned {len(decoded)} frames for {n}")
+        raise EncoderError(f"{codec} round trip returned {len(decoded)} frames for {n}")
     return np.stack(decoded)
 
 

@@ -4,8 +4,9 @@ Each sample is a run of T consecutive HR frames from one clip, cropped at a rand
 flipped, transposed and maybe played backwards (all before degradation, so no flow needs
 fixing), then degraded as a clip by `vsr.degrade.degrade_frames`. The damage is drawn per
 sample: a share of the samples get a clean antialiased bicubic downscale (with a light H.264
-round trip half of the time), the rest Real-ESRGAN-style second-order damage (blur, noise,
-JPEG, H.264). Flow is computed on the degraded LR frames with DIS, exactly as at inference.
+round trip half of the time), the rest blind damage (`vsr.degrade.draw_blind`). Still photos
+in the list become clips of a camera drifting over them (`pan_clip`). Flow is computed on the
+degraded LR frames with DIS, exactly as at inference.
 
 Every draw comes from a generator seeded by (seed, step), so a resumed run sees the same
 batches as an uninterrupted one.
@@ -13,15 +14,17 @@ batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsr.degrade import Degradation, degrade_frames
+from vsr.degrade import Degradation, degrade_frames, draw_blind
 from vsr.errors import InputError, UsageError
 from vsr.media.frames import iter_video_rgb
 from vsr.temporal.flow import DISFlow, FlowEstimator
@@ -47,9 +50,55 @@ class ClipFrames:
         return int(self.frames.shape[2])
 
 
-def load_clip(path: str | Path, *, max_frames: int | None = None) -> ClipFrames:
-    """Decode up to ``max_frames`` frames of a video as uint8 RGB (the pipeline's colour path)."""
+# Stills a training list may name: each becomes a clip of a camera moving over the photo.
+STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+PAN_FRAMES = 96
+
+
+def pan_clip(path: str | Path, *, frames: int = PAN_FRAMES, seed: int = 0) -> ClipFrames:
+    """A clip made from a still photo: a camera path drifting over it at sub-pixel speeds with a
+    slow zoom and a slight roll, so the network sees real photographic texture (skin, fur,
+    foliage, gravel) move the way live action moves. The window shows the photo at 2/3 scale:
+    each frame is rendered at 4/3 scale and halved with a box filter, so the target stays sharp
+    and its sharpness does not pulse with the sub-pixel phase of the camera."""
     path = Path(path)
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError("could not read this image", path=path)
+    rgb = np.ascontiguousarray(bgr[..., ::-1])
+    h, w = rgb.shape[:2]
+    out_w, out_h = (w // 2) // 2 * 2, (h // 2) // 2 * 2  # 3/4 of the photo, shown at 2/3 scale
+    rng = np.random.default_rng([seed, zlib.crc32(path.name.encode())])
+    # Velocity in source pixels per frame (0.3-3 px), a zoom rate and a roll rate, each eased
+    # in and out over the clip so the motion has acceleration, like a hand-held camera.
+    speed = rng.uniform(0.3, 3.0) * np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), np.sin(a)])
+    zoom_rate, roll_rate = rng.uniform(-0.002, 0.002), rng.uniform(-0.001, 0.001)
+    out: list[np.ndarray] = []
+    for t in range(frames):
+        ease = t - (frames - 1) / 2 + 2.0 * np.sin(2 * np.pi * t / frames)
+        cx, cy = w / 2 + speed[0] * ease, h / 2 + speed[1] * ease
+        zoom, roll = 1.0 + zoom_rate * ease, roll_rate * ease
+        # Rendered frame -> photo: 3/4 photo pixel per rendered pixel, rolled, centred on the path.
+        c, s_ = np.cos(roll) * zoom * 0.75, np.sin(roll) * zoom * 0.75
+        matrix = np.array([[c, -s_, 0.0], [s_, c, 0.0]])
+        matrix[:, 2] = np.array([cx, cy]) - matrix[:, :2] @ np.array([out_w, out_h])
+        big = cv2.warpAffine(
+            rgb,
+            matrix,
+            (2 * out_w, 2 * out_h),
+            flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
+        out.append(cv2.resize(big, (out_w, out_h), interpolation=cv2.INTER_AREA))
+    return ClipFrames(path=path, frames=np.stack(out))
+
+
+def load_clip(path: str | Path, *, max_frames: int | None = None) -> ClipFrames:
+    """Decode up to ``max_frames`` frames of a video as uint8 RGB (the pipeline's colour path);
+    a still photo becomes a `pan_clip`."""
+    path = Path(path)
+    if path.suffix.lower() in STILL_SUFFIXES:
+        return pan_clip(path, frames=min(PAN_FRAMES, max_frames or PAN_FRAMES))
     frames: list[np.ndarray] = []
     for rgb in iter_video_rgb(path):
         frames.append(rgb)
@@ -79,11 +128,13 @@ def sequence_flows(lr: torch.Tensor, estimator: FlowEstimator) -> tuple[torch.Te
 
 
 def draw_degradation(rng: np.random.Generator, *, scale: int, clean_fraction: float) -> Degradation:
-    """Clean bicubic (what `vsr eval --degrade` makes) for a share, Real-ESRGAN-like otherwise."""
+    """Clean antialiased bicubic (the literature's BI, what `vsr eval --degrade` makes) for a
+    share, light H.264 half of those times; blind damage (`vsr.degrade.draw_blind`: other
+    kernels, aliasing, blur + subsampling, noise, ringing, fields, H.264/MPEG-2) otherwise."""
     if rng.random() < clean_fraction:
-        crf = int(rng.integers(16, 27)) if rng.random() < 0.5 else None
+        crf = int(rng.integers(16, 29)) if rng.random() < 0.5 else None
         return Degradation(h264_crf=crf)
-    return Degradation.random(rng, scale=scale, second_order=True)
+    return draw_blind(rng, scale=scale)
 
 
 class SequenceSampler:

@@ -36,6 +36,7 @@ from vsr.models.processors import resize
 from vsr.temporal.flow import DISFlow
 from vsr.temporal.network import TemporalNet, TemporalNetConfig, count_parameters
 from vsr.temporal.processor import load_network, resolve_weights, upscale_sequence
+from vsr.temporal.warp import resize_flow, warp
 from vsr.train.data import (
     Batch,
     ClipFrames,
@@ -80,6 +81,8 @@ class TrainConfig:
     init: str | None = None
     max_frames: int | None = 300
     clean_fraction: float = 0.5
+    # Weight of the temporal-consistency loss (see `temporal_loss`); 0 turns it off.
+    temporal_weight: float = 0.0
     # Share of samples whose HR is a 2x-downscaled region (sharper targets; see train.data).
     downscale_prob: float = 0.5
     val_frames: int = 16
@@ -107,6 +110,8 @@ class TrainConfig:
             raise UsageError(f"expected --precision auto, bf16 or fp32, got {self.precision!r}")
         if self.output.suffix != ".safetensors":
             raise UsageError(f"expected an output ending in .safetensors, got {self.output}")
+        if not 0.0 <= self.temporal_weight <= 10.0 or not math.isfinite(self.temporal_weight):
+            raise UsageError(f"expected --temporal-weight in 0-10, got {self.temporal_weight}")
         if self.val_frames < 1:
             raise UsageError(f"expected --val-frames of at least 1, got {self.val_frames}")
         if self.max_minutes is not None and self.max_minutes <= 0:
@@ -200,6 +205,31 @@ def cosine_rate(config: TrainConfig, step: int, seconds: float = 0.0) -> float:
 
 def charbonnier(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((output - target) ** 2 + CHARBONNIER_EPS**2).mean()
+
+
+def temporal_loss(
+    output: torch.Tensor, target: torch.Tensor, flows_to_previous: torch.Tensor
+) -> torch.Tensor:
+    """Flicker the output has and the truth has not: frame t-1 of each is warped onto frame t
+    (flow from the LR frames, scaled up), and the output's change over the warp is held to the
+    target's. Pixels where the warped target is off by over 10 levels (occlusions, flow
+    errors, real change) are left out, as the evaluation's flicker measure leaves them out.
+    (B, T, 3, H, W) outputs/targets, (B, T-1, 2, h, w) flows from frame t to t-1."""
+    b, t, c, h, w = output.shape
+    if t < 2:
+        return output.new_zeros(())
+    flow = resize_flow(
+        flows_to_previous.reshape(b * (t - 1), 2, *flows_to_previous.shape[3:]).float(), (h, w)
+    )
+    previous_out = warp(output[:, :-1].reshape(-1, c, h, w).float(), flow)
+    previous_hr = warp(target[:, :-1].reshape(-1, c, h, w).float(), flow)
+    current_out = output[:, 1:].reshape(-1, c, h, w).float()
+    current_hr = target[:, 1:].reshape(-1, c, h, w).float()
+    reliable = ((current_hr - previous_hr).abs().amax(dim=1, keepdim=True) <= 10.0 / 255.0).float()
+    change = (current_out - previous_out) - (current_hr - previous_hr)
+    eps = 1e-3
+    per_pixel = torch.sqrt(change * change + eps * eps) * reliable
+    return per_pixel.sum() / (reliable.sum() * c).clamp(min=1.0)
 
 
 def _precision(requested: TrainPrecision) -> str:
@@ -510,6 +540,10 @@ def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResu
             with runtime.autocast(torch.device("cpu"), precision):
                 out = network(batch.lr, batch.flows_to_previous, batch.flows_to_next)
             loss = charbonnier(out.float(), batch.hr)
+            if config.temporal_weight > 0:
+                loss = loss + config.temporal_weight * temporal_loss(
+                    out, batch.hr, batch.flows_to_previous
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
