@@ -266,6 +266,6 @@ def test_cli_cluster_batch_writes_the_report(tmp_path: Path, cli: Any, local_ray
     data = json.loads((tmp_path / "out" / "vsr-report.json").read_text())
     assert data["summary"]["done"] == 1
     assert data["cluster"]["chunks"] == {str(inputs / "long.mp4"): 4}
-    assert {"worker", "node", "pids", "seconds", "units", "frames", "lost"} <= set(
+    assert {"worker", "node", "node_id", "pids", "seconds", "units", "frames", "lost"} <= set(
         data["cluster"]["workers"][0]
     )

@@ -80,6 +80,14 @@ def run_on_ray(
             ray.shutdown()
 
 
+class _RayWorker(Worker):
+    """The worker as an actor: it also says which Ray node it runs on (worker.py has no Ray)."""
+
+    def where(self) -> tuple[int, str, str]:
+        pid, host = self.info()
+        return pid, host, ray.get_runtime_context().get_node_id()
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -88,7 +96,8 @@ class WorkerStats:
     """What one worker slot did: busy seconds, units and frames, units lost when it died."""
 
     number: int
-    node: str = ""
+    node: str = ""  # the host's name
+    node_id: str = ""  # Ray's id of the node (two nodes may share a host)
     pids: list[int] = field(default_factory=list)
     seconds: float = 0.0  # from handing a unit over to its result, as the driver sees it
     compute: float = 0.0  # of which inside the worker (the rest: Ray's scheduling, transfers)
@@ -100,6 +109,7 @@ class WorkerStats:
         return {
             "worker": self.number,
             "node": self.node,
+            "node_id": self.node_id,
             "pids": self.pids,
             "seconds": round(self.seconds, 3),
             "compute": round(self.compute, 3),
@@ -232,13 +242,13 @@ class _Driver:
         memory = max((j.options.model.max_memory or 0 for j in self.jobs), default=0)
         if memory:
             per_worker["memory"] = memory  # the tile planner's budget, so Ray packs by it
-        actor = ray.remote(**_ACTOR_OPTIONS)(Worker).options(**per_worker)
+        actor = ray.remote(**_ACTOR_OPTIONS)(_RayWorker).options(**per_worker)
         for n in range(1, count + 1):
             self.slots.append(_Slot(actor.remote(1, on_gpu), WorkerStats(n)))
-        for slot, (pid, host) in zip(
-            self.slots, ray.get([s.actor.info.remote() for s in self.slots]), strict=True
+        for slot, (pid, host, node_id) in zip(
+            self.slots, ray.get([s.actor.where.remote() for s in self.slots]), strict=True
         ):
-            slot.stats.node, slot.stats.pids = host, [pid]
+            slot.stats.node, slot.stats.node_id, slot.stats.pids = host, node_id, [pid]
 
     def _loop(self) -> None:
         while self.queue or any(s.unit is not None for s in self.slots):
@@ -298,7 +308,10 @@ class _Driver:
         key = str(unit.job.input)
         self.retries[key] = self.retries.get(key, 0) + 1
         with contextlib.suppress(Exception):
-            pid, _host = ray.get(slot.actor.info.remote(), timeout=60)
+            # Ray restarts the actor, maybe on another node.
+            pid, slot.stats.node, slot.stats.node_id = ray.get(
+                slot.actor.where.remote(), timeout=60
+            )
             slot.stats.pids.append(pid)
         if unit.attempts > self.spec.max_retries:
             reason = f"its worker died {unit.attempts} times ({type(exc).__name__})"
