@@ -192,7 +192,7 @@ def _kill_a_worker_mid_chunk(deadline: float) -> int | None:
                 title = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if title.startswith(b"ray::Worker.run_chunk"):
+            if title.startswith(b"ray::") and b"Worker.run_chunk" in title.split(b"\0")[0]:
                 os.kill(int(pid), signal.SIGKILL)
                 return int(pid)
         time.sleep(0.005)

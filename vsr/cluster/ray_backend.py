@@ -41,6 +41,7 @@ from vsr.plan import VideoPlan
 _ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "max_concurrency": 2}
 _POLL_SECONDS = 0.5
 _STOP_WAIT_SECONDS = 30.0
+_RESTART_WAIT_SECONDS = 60.0
 
 
 def connect(spec: ClusterSpec) -> bool:
@@ -307,12 +308,7 @@ class _Driver:
         unit.attempts += 1
         key = str(unit.job.input)
         self.retries[key] = self.retries.get(key, 0) + 1
-        with contextlib.suppress(Exception):
-            # Ray restarts the actor, maybe on another node.
-            pid, slot.stats.node, slot.stats.node_id = ray.get(
-                slot.actor.where.remote(), timeout=60
-            )
-            slot.stats.pids.append(pid)
+        self._await_restart(slot)
         if unit.attempts > self.spec.max_retries:
             reason = f"its worker died {unit.attempts} times ({type(exc).__name__})"
             self._fail(unit, reason, 1)
@@ -322,6 +318,23 @@ class _Driver:
             f"again (retry {unit.attempts} of {self.spec.max_retries})"
         )
         self.queue.appendleft(unit)
+
+    def _await_restart(self, slot: _Slot) -> None:
+        """Wait (a bounded time) until Ray has restarted the slot's actor, maybe on another
+        node. A call sent before Ray has noticed the death fails like the one that died, so
+        without this the retried unit could be lost to the same death a second time."""
+        deadline = time.monotonic() + _RESTART_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                where = ray.get(slot.actor.where.remote(), timeout=_RESTART_WAIT_SECONDS)
+            except ray.exceptions.RayActorError:
+                time.sleep(_POLL_SECONDS / 5)
+                continue
+            except ray.exceptions.RayError:
+                return
+            pid, slot.stats.node, slot.stats.node_id = where
+            slot.stats.pids.append(pid)
+            return
 
     def _fail(self, unit: _Unit, reason: str, exit_code: int) -> None:
         split = self.splits.get(unit.job.number)
