@@ -269,3 +269,28 @@ def test_cli_cluster_batch_writes_the_report(tmp_path: Path, cli: Any, local_ray
     assert {"worker", "node", "node_id", "pids", "seconds", "units", "frames", "lost"} <= set(
         data["cluster"]["workers"][0]
     )
+
+
+@pytest.mark.slow
+def test_workers_ask_ray_for_the_planners_memory(tmp_path: Path, local_ray: None) -> None:
+    """Each actor gets (Ray's own record of what it was given) the memory the tile planner
+    plans for the batch's largest frame, and the output is the single machine's."""
+    from test_cluster_resources import _checkpoint
+
+    from vsr.cluster.resources import plan_workers
+
+    inputs = tmp_path / "in"
+    _clip(inputs / "small.mp4", frames=6, gop=6)
+    _clip(inputs / "large.mp4", frames=6, gop=6, size=(128, 96))
+    extra = {"model": str(_checkpoint(tmp_path, 16)), "precision": "fp32"}
+    run_batch(_jobs(inputs, tmp_path / "one", **extra), output_dir=tmp_path / "one")
+    jobs = _jobs(inputs, tmp_path / "two", **extra)
+    planned = plan_workers(jobs, [n["Resources"] for n in ray.nodes() if n["Alive"]])
+    report = _on_ray(jobs)
+    assert [r.status for r in report.results] == ["done", "done"]
+    assert planned.options["memory"] > 0 and len(report.workers) == planned.count == 2
+    for worker in report.workers:
+        assert worker.resources["memory"] == planned.options["memory"]
+        assert worker.resources["CPU"] == planned.options["num_cpus"]
+    for name in ("small.mp4", "large.mp4"):
+        _assert_same(tmp_path / "one" / name, tmp_path / "two" / name)

@@ -30,6 +30,7 @@ from vsr import resume
 from vsr.batch import BatchJob, BatchReport, FileDoneFn, FileResult, expected_frames, is_finished
 from vsr.cluster import ClusterSpec, check_reachable
 from vsr.cluster.chunks import Chunk, chunk_folder, cut_chunks, plan_for_chunks
+from vsr.cluster.resources import plan_workers
 from vsr.cluster.worker import ChunkOutcome, ChunkTask, Worker
 from vsr.errors import VsrError
 from vsr.events import Notify, ProgressFn
@@ -84,9 +85,11 @@ def run_on_ray(
 class _RayWorker(Worker):
     """The worker as an actor: it also says which Ray node it runs on (worker.py has no Ray)."""
 
-    def where(self) -> tuple[int, str, str]:
+    def where(self) -> tuple[int, str, str, dict[str, float]]:
+        """(pid, host, Ray node id, the resources Ray gave this actor)."""
         pid, host = self.info()
-        return pid, host, ray.get_runtime_context().get_node_id()
+        context = ray.get_runtime_context()
+        return pid, host, context.get_node_id(), context.get_assigned_resources()
 
 
 # --------------------------------------------------------------------------- the report
@@ -105,6 +108,12 @@ class WorkerStats:
     units: int = 0
     frames: int = 0
     lost: int = 0
+    resources: dict[str, float] = field(default_factory=dict)  # what Ray gave the actor
+
+    def place(self, where: tuple[int, str, str, dict[str, float]]) -> None:
+        """Where the worker's actor (re)started: `_RayWorker.where`'s answer."""
+        pid, self.node, self.node_id, self.resources = where
+        self.pids.append(pid)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +126,7 @@ class WorkerStats:
             "units": self.units,
             "frames": self.frames,
             "lost": self.lost,
+            "resources": self.resources,
         }
 
 
@@ -232,24 +242,18 @@ class _Driver:
     # -- workers -----------------------------------------------------------------------------
 
     def _start_workers(self) -> None:
-        resources = ray.cluster_resources()
-        gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
-        on_gpu = gpus > 0 and all(j.options.model.device != "cpu" for j in self.jobs)
-        count = self.spec.workers or (gpus if on_gpu else cpus)
-        per_worker: dict[str, Any] = {"num_cpus": 1, "num_gpus": 1} if on_gpu else {}
-        if not on_gpu:
-            # One CPU (and one torch thread) each; more workers than CPUs share them.
-            per_worker["num_cpus"] = min(1.0, cpus / count)
-        memory = max((j.options.model.max_memory or 0 for j in self.jobs), default=0)
-        if memory:
-            per_worker["memory"] = memory  # the tile planner's budget, so Ray packs by it
-        actor = ray.remote(**_ACTOR_OPTIONS)(_RayWorker).options(**per_worker)
-        for n in range(1, count + 1):
-            self.slots.append(_Slot(actor.remote(1, on_gpu), WorkerStats(n)))
-        for slot, (pid, host, node_id) in zip(
-            self.slots, ray.get([s.actor.where.remote() for s in self.slots]), strict=True
-        ):
-            slot.stats.node, slot.stats.node_id, slot.stats.pids = host, node_id, [pid]
+        """The actor pool: as many workers as the nodes hold, each asking Ray for a GPU or a
+        CPU share and the memory the tile planner plans for the batch's largest frame."""
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        plan = plan_workers(self.jobs, nodes, self.spec.workers)
+        for notice in plan.notices:
+            self._note(notice)
+        actor = ray.remote(**_ACTOR_OPTIONS)(_RayWorker).options(**plan.options)
+        for n in range(1, plan.count + 1):
+            self.slots.append(_Slot(actor.remote(1, plan.gpu), WorkerStats(n)))
+        places = ray.get([s.actor.where.remote() for s in self.slots])
+        for slot, where in zip(self.slots, places, strict=True):
+            slot.stats.place(where)
 
     def _loop(self) -> None:
         while self.queue or any(s.unit is not None for s in self.slots):
@@ -332,8 +336,7 @@ class _Driver:
                 continue
             except ray.exceptions.RayError:
                 return
-            pid, slot.stats.node, slot.stats.node_id = where
-            slot.stats.pids.append(pid)
+            slot.stats.place(where)
             return
 
     def _fail(self, unit: _Unit, reason: str, exit_code: int) -> None:

@@ -497,10 +497,28 @@ class TorchProcessor:
         self._bytes_per_pixel = per_pixel
         return per_pixel
 
-    def _budget(self, share: float) -> int:
+    def planned_memory(self, width: int, height: int, free: int) -> int:
+        """Bytes the tile planner plans for a batch of `width`x`height` frames on a machine
+        with `free` bytes free: the whole frames when they fit its budget (--max-memory, else
+        its share of `free`), else the budget its tiles are cut to; with a fixed --tile, the
+        tiles'. A cluster worker asks its scheduler for this, so Ray packs workers by it."""
+        if self._tile and not self._auto_tile:
+            side = self._tile + 2 * self._overlap
+            return int(side * side * self.bytes_per_pixel() * self._batch)
+        share = AUTO_MEMORY_SHARE if self._auto_tile else UNTILED_MEMORY_SHARE
+        return int(min(self._frame_need(width, height), self._budget(share, free)))
+
+    def _frame_need(self, width: int, height: int) -> float:
+        """Estimated bytes for a batch of whole (padded) frames."""
+        pad_w, pad_h = self._padding(width, height)
+        return (width + pad_w) * (height + pad_h) * self.bytes_per_pixel() * self._batch
+
+    def _budget(self, share: float, free: int | None = None) -> int:
         if self._options.max_memory is not None:
             return self._options.max_memory
-        return int(runtime.available_memory(self._device) * share)
+        if free is None:
+            free = runtime.available_memory(self._device)
+        return int(free * share)
 
     def _largest_tile(self, budget: int) -> int:
         per_tile_pixel = self.bytes_per_pixel() * self._batch
@@ -510,8 +528,6 @@ class TorchProcessor:
     def _plan_tiles(self, width: int, height: int) -> None:
         if self._descriptor.tiling == "internal" or (self._tile and not self._auto_tile):
             return
-        pad_w, pad_h = self._padding(width, height)
-        frame_pixels = (width + pad_w) * (height + pad_h)
         try:
             self.bytes_per_pixel()
         except Exception as error:
@@ -521,19 +537,19 @@ class TorchProcessor:
             # tiles down to the minimum and then says how much is missing.
             runtime.release_cached_memory(self._device)
             return
+        need = self._frame_need(width, height)
         if self._auto_tile:
             budget = self._budget(AUTO_MEMORY_SHARE)
-            if frame_pixels * self.bytes_per_pixel() * self._batch <= budget:
+            if need <= budget:
                 self._tile = None
             else:
                 self._tile = self._largest_tile(budget)
             return
         budget = self._budget(UNTILED_MEMORY_SHARE)
-        if frame_pixels * self.bytes_per_pixel() * self._batch > budget:
+        if need > budget:
             self._tile = self._largest_tile(budget)
             self._notice(
-                f"a {width}x{height} frame needs about "
-                f"{frame_pixels * self.bytes_per_pixel() * self._batch / 2**30:.1f} GiB untiled "
+                f"a {width}x{height} frame needs about {need / 2**30:.1f} GiB untiled "
                 f"on {self._device}, more than is free; using tiles of {self._tile} px "
                 "(set --tile or --max-memory to choose)"
             )
