@@ -15,8 +15,12 @@ from vsr.degrade import Degradation, DegradeRound, degrade_file, degrade_frames
 from vsr.errors import InputNotFoundError, OutputExistsError, UsageError
 from vsr.media.frames import iter_video_rgb
 from vsr.metrics import (
+    FLICKER_MASK_LEVELS,
+    FlickerMeter,
     evaluate,
+    flicker_flow,
     psnr_y,
+    reference_motion,
     rgb_to_y,
     ssim_y,
     temporal_flicker,
@@ -117,6 +121,73 @@ def test_flicker_is_low_for_consistent_motion_and_grows_with_noise() -> None:
     # Independent noise of sigma 0.03 on R, G and B: Y noise sigma ~0.03 * 219 * 0.59 per frame,
     # the difference of two frames sqrt(2) larger, mean abs = sigma * sqrt(2 / pi) * sqrt(2).
     assert flicker > 5 * ref_own and flicker > 4.0
+
+
+def _texture(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """(3, h, w) smooth random texture in [0, 1]: DIS finds its motion everywhere."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.rand(1, 3, h // 4 + 1, w // 4 + 1, generator=gen)
+    big = torch.nn.functional.interpolate(noise, scale_factor=4, mode="bicubic")
+    return big[0, :, :h, :w].clamp(0, 1)
+
+
+def _translating_clip(frames: int, h: int = 64, w: int = 96, step: int = 2) -> torch.Tensor:
+    """Content moving ``step`` px to the right per frame: frame_t(x) = frame_{t-1}(x - step)."""
+    canvas = _texture(h, w + step * frames)
+    first = step * frames
+    return torch.stack(
+        [canvas[:, :, first - step * t : first - step * t + w] for t in range(frames)]
+    )
+
+
+class _ZeroFlow:
+    """A flow estimator that says nothing moves: the mask test then knows every pixel."""
+
+    name = "zero"
+
+    def estimate(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(source.shape[0], 2, *source.shape[2:])
+
+
+def test_flicker_flow_points_from_t_back_to_t_minus_1() -> None:
+    clip = _translating_clip(2)
+    motion = reference_motion(clip[0:1], clip[1:2], flicker_flow())
+    # Frame 1 at x shows what frame 0 had at x - 2: the flow t -> t-1 is (-2, 0). The other
+    # sign would warp frame 0 four pixels the wrong way and the mask would keep almost nothing.
+    assert float(motion.flow[0, 0, 8:-8, 8:-8].median()) == pytest.approx(-2.0, abs=0.1)
+    assert float(motion.flow[0, 1, 8:-8, 8:-8].abs().median()) < 0.1
+    assert motion.coverage > 0.9 and motion.reference_error < 1.0
+
+
+def test_flicker_of_a_translation_is_zero_for_the_truth_and_not_for_jitter() -> None:
+    ref = _translating_clip(6)
+    same, ref_own = temporal_flicker(ref, ref)
+    assert same == ref_own and ref_own < 0.5  # Y levels
+    # A result that jitters by one pixel every other frame: the same pictures, misplaced.
+    jitter = torch.stack([torch.roll(f, shifts=t % 2, dims=2) for t, f in enumerate(ref)])
+    flicker, _ = temporal_flicker(ref, jitter)
+    assert flicker > 3.0 and flicker > 10 * ref_own
+    static = ref[:1].repeat(4, 1, 1, 1)
+    assert temporal_flicker(static, static) == pytest.approx((0.0, 0.0), abs=1e-9)
+
+
+def test_flicker_mask_leaves_out_what_the_reference_itself_changes() -> None:
+    ref = _texture(48, 64).unsqueeze(0).repeat(3, 1, 1, 1)
+    ref[1, :, 8:24, 8:24] = (ref[1, :, 8:24, 8:24] + 40 / 255).clamp(max=1)  # a flash: > 10 levels
+    ref[1, :, 30:40, 40:60] = (ref[1, :, 30:40, 40:60] + 4 / 255).clamp(max=1)  # < 10 levels
+    meter = FlickerMeter(flow=_ZeroFlow(), tof=False)
+    out = ref.clone()
+    out[1, :, 8:24, 8:24] = torch.rand(3, 16, 16)  # garbage only where the mask is off
+    for r, o in zip(ref, out, strict=True):
+        meter.update(r.unsqueeze(0), o.unsqueeze(0))
+    # Both pairs (0, 1) and (1, 2) drop the flashed 16x16 block and keep the rest.
+    kept = 48 * 64 - 16 * 16
+    assert meter.coverages == pytest.approx([kept / (48 * 64)] * 2)
+    changed = rgb_to_y(ref[1:2, :, 30:40, 40:60]) - rgb_to_y(ref[0:1, :, 30:40, 40:60])
+    expected = float(changed.abs().sum()) / kept  # the small change counts, in both pairs
+    assert meter.reference_errors == pytest.approx([expected, expected], rel=1e-9)
+    assert meter.test_errors == pytest.approx(meter.reference_errors, rel=1e-9)
+    assert FLICKER_MASK_LEVELS == 10.0
 
 
 def _write_clip(path: Path, frames: np.ndarray, *, fps: int = 25, crf: int = 0) -> None:

@@ -4,13 +4,15 @@ PSNR and SSIM follow BasicSR (and so most SR papers): RGB -> BT.601 Y on the 0-2
 (16-235, not rounded), a border of ``scale`` pixels cropped on every side, SSIM with an 11x11
 Gaussian window (sigma 1.5) over the valid region; per frame, then the mean over frames.
 
-Temporal flicker is the warping error of Lai et al. ("Learning Blind Video Temporal
-Consistency", ECCV 2018) on Y: the mean absolute difference between output frame t and output
-frame t-1 warped onto it, over pixels where the flow is reliable. The flow and the mask come
-from the *reference*, so every test clip is judged against the same motion, and the reference's
-own figure (what a perfectly consistent result would score, given real lighting changes and
-flow error) is reported beside it. tOF (TecoGAN) is the mean end-point difference between the
-flow of the test clip and the flow of the reference.
+Temporal flicker is a warping error in the manner of Lai et al. ("Learning Blind Video Temporal
+Consistency", ECCV 2018), defined exactly as the evaluation table (issue 10) states it: the mean
+absolute difference in Y (0-255 levels) between output frame t and output frame t-1 warped to
+t by the flow computed on the HR *reference* (OpenCV DIS, MEDIUM preset), over the pixels where
+the reference's own warped frame t-1 is within 10 levels of reference frame t; the mean over
+frame pairs. Flow and mask come from the reference, so every clip is judged against the same
+motion, and the reference's own figure (what a perfectly faithful result scores, given noise,
+lighting changes and flow error inside the mask) is reported beside it. tOF (TecoGAN) is the
+mean end-point difference between the flow of the test clip and the flow of the reference.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import torch.nn.functional as F
 
 from vsr.errors import EmptyInputError, UsageError
 from vsr.media.frames import iter_video_rgb
-from vsr.temporal.flow import FlowEstimator, make_flow
-from vsr.temporal.warp import occlusion_mask, warp
+from vsr.temporal.flow import DISFlow, FlowEstimator
+from vsr.temporal.warp import warp
 
 # BasicSR's rgb2ycbcr(y_only=True): Y = 16 + 65.481 R + 128.553 G + 24.966 B for RGB in [0, 1].
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
@@ -137,41 +139,87 @@ def ssim_y(
     return _ssim_map(ref_y, test_y).mean(dim=(1, 2, 3)).tolist()
 
 
-def warping_error(
-    previous: torch.Tensor,
-    current: torch.Tensor,
-    flow_to_previous: torch.Tensor,
-    reliable: torch.Tensor | None = None,
-) -> float:
-    """Mean |Y(current) - Y(warp(previous))| (0-255) over reliable pixels.
+# Flicker, as the evaluation table defines it (issue 10): levels of Y (0-255) and the
+# threshold that decides which pixels the reference's own motion explains.
+FLICKER_MASK_LEVELS = 10.0
 
-    ``previous``/``current``: (1, 3, H, W) RGB in [0, 1]; ``flow_to_previous``: (1, 2, H, W)
-    flow current -> previous; ``reliable``: (1, 1, H, W) bool, None for all pixels.
+
+def flicker_flow() -> FlowEstimator:
+    """The flow flicker is measured with: OpenCV's DIS at its MEDIUM preset exactly as OpenCV
+    ships it (finest pyramid level included), so anyone can reproduce the figure with
+    ``cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)`` alone. (`DISFlow`'s own
+    default refines small frames down to full resolution; ``full_res_width=0`` turns that off.)
     """
-    warped = warp(previous.float(), flow_to_previous.float())
-    diff = (rgb_to_y(current) - rgb_to_y(warped)).abs()
-    if reliable is None:
-        return float(diff.mean())
-    count = int(reliable.sum())
-    if count == 0:
-        return math.nan
-    return float(diff[reliable].sum() / count)
+    return DISFlow("medium", full_res_width=0)
+
+
+@dataclass(frozen=True)
+class ReferenceMotion:
+    """What one pair of reference frames (t-1, t) says about motion, shared by every clip
+    measured against it.
+
+    ``flow``: (1, 2, H, W) flow from frame t to frame t-1 (``ref_t(x) ~ ref_{t-1}(x + flow)``),
+    so ``warp(frame_{t-1}, flow)`` lands on frame t's grid; ``mask``: (1, 1, H, W) bool, the
+    pixels where the warped reference frame t-1 is within `FLICKER_MASK_LEVELS` of frame t in
+    Y, i.e. where the flow explains the reference's change (occlusions, lighting changes and
+    flow failures fall out, for every clip alike).
+    """
+
+    flow: torch.Tensor
+    mask: torch.Tensor
+    reference_error: float  # the reference's own flicker on this pair (NaN: empty mask)
+
+    @property
+    def coverage(self) -> float:
+        """The fraction of pixels the mask keeps."""
+        return float(self.mask.float().mean())
+
+
+def _y(frame: torch.Tensor) -> torch.Tensor:
+    # Float RGB in [0, 1] (or uint8 arrays) -> Y on 16-235; float64 so that warping an
+    # identical frame by a zero flow gives exactly zero error.
+    return rgb_to_y(frame)
+
+
+def _masked_mean(diff: torch.Tensor, mask: torch.Tensor) -> float:
+    count = int(mask.sum())
+    return math.nan if count == 0 else float(diff[mask].sum() / count)
+
+
+def reference_motion(
+    previous: torch.Tensor, current: torch.Tensor, flow: FlowEstimator
+) -> ReferenceMotion:
+    """The flow and mask of one reference pair; frames (1, 3, H, W) float RGB in [0, 1]."""
+    to_prev = flow.estimate(current.float(), previous.float())
+    cur_y = _y(current)
+    diff = (cur_y - warp(_y(previous), to_prev.double())).abs()
+    mask = diff <= FLICKER_MASK_LEVELS
+    return ReferenceMotion(flow=to_prev, mask=mask, reference_error=_masked_mean(diff, mask))
+
+
+def warping_error(previous: torch.Tensor, current: torch.Tensor, motion: ReferenceMotion) -> float:
+    """Mean |Y(current) - Y(previous warped to current)| (0-255 levels) over the reference's
+    mask, with the reference's flow; ``previous``/``current``: (1, 3, H, W) RGB in [0, 1]."""
+    warped = warp(_y(previous), motion.flow.double())
+    return _masked_mean((_y(current) - warped).abs(), motion.mask)
 
 
 class FlickerMeter:
-    """Streams (reference, test) frame pairs; flicker of both and tOF, one frame of state."""
+    """Streams (reference, test) frame pairs; flicker of both and tOF, one frame of state.
 
-    def __init__(
-        self, *, flow: FlowEstimator | None = None, tof: bool = True, min_reliable: float = 0.2
-    ) -> None:
-        self.flow = make_flow(flow)
+    Flicker is the mean over frame pairs of `warping_error` (pairs whose mask is empty, e.g. a
+    cut to a different picture, are left out and counted in ``skipped``).
+    """
+
+    def __init__(self, *, flow: FlowEstimator | None = None, tof: bool = True) -> None:
+        self.flow = flow if flow is not None else flicker_flow()
         self.tof = tof
-        self.min_reliable = min_reliable
-        self.skipped = 0  # frame pairs left out (scene cuts)
+        self.skipped = 0  # frame pairs left out (empty mask)
         self._prev_ref: torch.Tensor | None = None
         self._prev_test: torch.Tensor | None = None
         self.test_errors: list[float] = []
         self.reference_errors: list[float] = []
+        self.coverages: list[float] = []
         self.tof_values: list[float] = []
 
     def update(self, reference: torch.Tensor, test: torch.Tensor) -> None:
@@ -181,20 +229,16 @@ class FlickerMeter:
         self._prev_ref, self._prev_test = reference, test
         if prev_ref is None or prev_test is None:
             return
-        to_prev = self.flow.estimate(reference, prev_ref)
-        to_cur = self.flow.estimate(prev_ref, reference)
-        reliable = ~occlusion_mask(to_prev, to_cur)
-        if float(reliable.float().mean()) < self.min_reliable:
-            # A scene cut (or motion the flow cannot follow): the few pixels that pass the check
-            # by chance would only add noise, there is no flicker to measure across a cut.
+        motion = reference_motion(prev_ref, reference, self.flow)
+        self.coverages.append(motion.coverage)
+        if math.isnan(motion.reference_error):
             self.skipped += 1
             return
-        ref_err = warping_error(prev_ref, reference, to_prev, reliable)
-        self.reference_errors.append(ref_err)
-        self.test_errors.append(warping_error(prev_test, test, to_prev, reliable))
+        self.reference_errors.append(motion.reference_error)
+        self.test_errors.append(warping_error(prev_test, test, motion))
         if self.tof:
             test_flow = self.flow.estimate(test, prev_test)
-            self.tof_values.append(float((test_flow - to_prev).norm(dim=1).mean()))
+            self.tof_values.append(float((test_flow - motion.flow).norm(dim=1).mean()))
 
     @property
     def flicker(self) -> float:
@@ -203,6 +247,11 @@ class FlickerMeter:
     @property
     def reference_flicker(self) -> float:
         return float(np.mean(self.reference_errors)) if self.reference_errors else math.nan
+
+    @property
+    def coverage(self) -> float:
+        """Mean fraction of pixels inside the mask, over frame pairs."""
+        return float(np.mean(self.coverages)) if self.coverages else math.nan
 
     @property
     def tof_mean(self) -> float | None:
@@ -243,6 +292,7 @@ class EvalReport:
     psnr_per_frame: list[float] = field(default_factory=list)
     ssim_per_frame: list[float] = field(default_factory=list)
     cropped_reference: bool = False  # reference cropped to the test size (mod-crop)
+    flicker_coverage: float | None = None  # mean fraction of pixels inside the flicker mask
 
     def to_dict(self) -> dict[str, object]:
         """JSON-safe: infinite PSNR (identical frames) and NaN become None."""
@@ -262,6 +312,7 @@ class EvalReport:
             "flicker": clean(self.flicker),
             "reference_flicker": clean(self.reference_flicker),
             "tof": clean(self.tof),
+            "flicker_coverage": clean(self.flicker_coverage),
             "identical_frames": sum(1 for p in self.psnr_per_frame if math.isinf(p)),
             "cropped_reference": self.cropped_reference,
             "per_frame": [
@@ -297,6 +348,58 @@ class EvalReport:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+class Scorer:
+    """Scores (reference, test) frame pairs as they come: PSNR-Y and SSIM-Y per frame (border
+    of ``scale`` cropped), flicker and tOF through a `FlickerMeter`. `evaluate` feeds it from
+    two files, the evaluation table from frames in memory."""
+
+    def __init__(
+        self,
+        *,
+        scale: int,
+        temporal: bool = True,
+        tof: bool = True,
+        flow: FlowEstimator | None = None,
+    ) -> None:
+        if scale < 1:
+            raise UsageError(f"expected --scale of at least 1, got {scale}")
+        self.scale = scale
+        self.meter = FlickerMeter(flow=flow, tof=tof) if temporal else None
+        self.psnrs: list[float] = []
+        self.ssims: list[float] = []
+        self.size: tuple[int, int] | None = None  # (width, height) of the frames scored
+
+    def add(self, reference: np.ndarray, test: np.ndarray) -> None:
+        """One frame of each: (H, W, 3) uint8 RGB of the same size."""
+        self.psnrs.extend(psnr_y(reference, test, crop_border=self.scale))
+        self.ssims.extend(ssim_y(reference, test, crop_border=self.scale))
+        if self.meter is not None:
+            self.meter.update(to_float_frames(reference).float(), to_float_frames(test).float())
+        self.size = (test.shape[1], test.shape[0])
+
+    def report(self, reference: str, test: str, *, cropped: bool = False) -> EvalReport:
+        if self.size is None:
+            raise EmptyInputError("has no frames to compare", path=reference)
+        meter = self.meter
+        return EvalReport(
+            reference=reference,
+            test=test,
+            scale=self.scale,
+            frames=len(self.psnrs),
+            width=self.size[0],
+            height=self.size[1],
+            psnr=float(np.mean(self.psnrs)),
+            ssim=float(np.mean(self.ssims)),
+            flicker=meter.flicker if meter is not None else None,
+            reference_flicker=meter.reference_flicker if meter is not None else None,
+            tof=meter.tof_mean if meter is not None else None,
+            psnr_per_frame=self.psnrs,
+            ssim_per_frame=self.ssims,
+            cropped_reference=cropped,
+            flicker_coverage=meter.coverage if meter is not None else None,
+        )
+
+
 def evaluate(
     reference_path: str | Path,
     test_path: str | Path,
@@ -313,13 +416,8 @@ def evaluate(
     ``scale`` pixels (an HR clip whose size is not a multiple of the scale: it is cropped at the
     right and bottom, BasicSR's mod-crop). Frame counts must match.
     """
-    if scale < 1:
-        raise UsageError(f"expected --scale of at least 1, got {scale}")
-    meter = FlickerMeter(flow=flow, tof=tof) if temporal else None
-    psnrs: list[float] = []
-    ssims: list[float] = []
+    scorer = Scorer(scale=scale, temporal=temporal, tof=tof, flow=flow)
     ref_iter, test_iter = iter_video_rgb(reference_path), iter_video_rgb(test_path)
-    size: tuple[int, int] | None = None
     cropped = False
     count = 0
     while max_frames is None or count < max_frames:
@@ -348,27 +446,8 @@ def evaluate(
                     hint=f"upscale the LR clip by {scale} (the LR clip must be the reference "
                     f"downscaled by {scale})",
                 )
-        size = (tw, th)
-        psnrs.extend(psnr_y(ref, test, crop_border=scale))
-        ssims.extend(ssim_y(ref, test, crop_border=scale))
-        if meter is not None:
-            meter.update(to_float_frames(ref).float(), to_float_frames(test).float())
+        scorer.add(ref, test)
         count += 1
-    if size is None:
+    if count == 0:
         raise EmptyInputError("has no frames to compare", path=reference_path)
-    return EvalReport(
-        reference=str(reference_path),
-        test=str(test_path),
-        scale=scale,
-        frames=count,
-        width=size[0],
-        height=size[1],
-        psnr=float(np.mean(psnrs)),
-        ssim=float(np.mean(ssims)),
-        flicker=meter.flicker if meter is not None else None,
-        reference_flicker=meter.reference_flicker if meter is not None else None,
-        tof=meter.tof_mean if meter is not None else None,
-        psnr_per_frame=psnrs,
-        ssim_per_frame=ssims,
-        cropped_reference=cropped,
-    )
+    return scorer.report(str(reference_path), str(test_path), cropped=cropped)
