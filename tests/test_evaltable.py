@@ -140,7 +140,9 @@ def test_a_failing_model_is_a_cell_with_its_error(clips: tuple[Path, Path], tmp_
 
 
 def test_settings_are_checked() -> None:
-    assert TableSettings(models=("vsr-temporal",)).models == ("bicubic", "vsr-temporal")
+    only = TableSettings(models=("vsr-temporal",)).models_at(2)
+    assert [m.label for m in only] == ["bicubic", "vsr-temporal"]
+    assert only[1].name_at(2) == "vsr-temporal-x2"
     labels = [m.label for m in TableSettings(scales=(2,)).models_at(2)]
     assert "x4plus" not in labels and labels[0] == "bicubic"  # x4plus has no x2 variant
     assert "x4plus+stabilize" in [m.label for m in TableSettings().models_at(4)]

@@ -124,13 +124,11 @@ class TableSettings:
             )
         if self.width < 16:
             raise UsageError(f"expected an HR width of at least 16 pixels, got {self.width}")
-        if BASELINE not in self.models:
-            object.__setattr__(self, "models", (BASELINE, *self.models))
 
     def models_at(self, scale: int) -> list[TableModel]:
-        return [
-            m for m in MODELS if m.label in self.models and (m.scales is None or scale in m.scales)
-        ]
+        """The columns at ``scale``, in table order; the baseline always."""
+        wanted = {BASELINE, *self.models}
+        return [m for m in MODELS if m.label in wanted and (m.scales is None or scale in m.scales)]
 
 
 # --- clips --------------------------------------------------------------------------------
