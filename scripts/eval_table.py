@@ -50,6 +50,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"held-out clip names ({', '.join(c.name for c in HELD_OUT)}) or HR files",
     )
     parser.add_argument("--seed", type=int, default=0, help="of the degradations")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (1 gives steadier costs on a busy CPU)"
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--media", type=Path, nargs="+", default=list(MEDIA_DIRS))
     parser.add_argument("--work", type=Path, help="make the LR and output clips here")
@@ -66,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             frames=args.frames,
             width=args.width,
             seed=args.seed,
+            threads=args.threads,
             **kinds,
         )
         names = args.clips or [c.name for c in HELD_OUT]

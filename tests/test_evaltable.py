@@ -152,12 +152,16 @@ def test_settings_are_checked() -> None:
         TableSettings(models=("x2plus",))
     with pytest.raises(UsageError, match="at least 2 frames"):
         TableSettings(frames=1)
+    with pytest.raises(UsageError, match="at least 1 thread"):
+        TableSettings(threads=0)
 
 
 def test_vsr_eval_table(cli: Callable[..., CliResult], clips: tuple[Path, Path]) -> None:
     args = ["eval", "--table", "--clips", clips[0], "--scales", "2", "--kinds", "bi"]
-    result = cli(*args, "--models", "bicubic", "--frames", "2", "--json")
+    threads = torch.get_num_threads()
+    result = cli(*args, "--models", "bicubic", "--frames", "2", "--threads", "1", "--json")
     assert result.code == 0, result.err
+    assert result.json["settings"]["torch_threads"] == 1 and torch.get_num_threads() == threads
     assert result.json["cells"][0]["model"] == "bicubic" and result.json["cells"][0]["frames"] == 2
     assert "moving.mkv x2 bi bicubic:" in result.err
     check_one_error_line(cli(*args, "--models", "nope"), 2, "models among")

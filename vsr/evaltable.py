@@ -102,6 +102,11 @@ class TableSettings:
     frames: int = 30
     width: int = 360  # HR width the clips are resized to (narrower clips keep theirs)
     seed: int = 0
+    # Torch threads while models run; None: torch's default. On a CPU other work keeps busy,
+    # torch's default thread pool can run several times slower than one thread (frame-wise
+    # x4plus took 3.5 s a frame with 2 threads and 0.43 s with one, on 2 shared cores), and
+    # unevenly from model to model, which would skew the cost ratios.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         known = _default_kinds()
@@ -124,6 +129,8 @@ class TableSettings:
             )
         if self.width < 16:
             raise UsageError(f"expected an HR width of at least 16 pixels, got {self.width}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"expected at least 1 thread, got {self.threads}")
 
     def models_at(self, scale: int) -> list[TableModel]:
         """The columns at ``scale``, in table order; the baseline always."""
@@ -368,14 +375,19 @@ def run_table(
     as it is done (the table takes minutes to hours on a CPU)."""
     infos: list[ClipInfo] = []
     cells: list[Cell] = []
+    threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="vsr-evaltable-", dir=work) as tmp:
-        for clip in clips:
-            for item in iter_cells(clip, settings, Path(tmp), notify):
-                if isinstance(item, ClipInfo):
-                    infos.append(item)
-                else:
-                    cells.append(item)
-                    on_cell(cell_line(item))
+        torch.set_num_threads(settings.threads or threads)
+        try:
+            for clip in clips:
+                for item in iter_cells(clip, settings, Path(tmp), notify):
+                    if isinstance(item, ClipInfo):
+                        infos.append(item)
+                    else:
+                        cells.append(item)
+                        on_cell(cell_line(item))
+        finally:
+            torch.set_num_threads(threads)
     return EvalTable(settings, tuple(infos), tuple(cells))
 
 
@@ -470,7 +482,12 @@ class EvalTable:
                 }
             summary[str(scale)] = per_kind
         return {
-            "settings": {**asdict(self.settings), "crop_border": "scale", "codec": "ffv1"},
+            "settings": {
+                **asdict(self.settings),
+                "crop_border": "scale",
+                "codec": "ffv1",
+                "torch_threads": self.settings.threads or torch.get_num_threads(),
+            },
             "clips": [
                 {**asdict(info), "reference_flicker": _clean(self.reference_flicker(info.name))}
                 for info in self.clips

@@ -64,6 +64,9 @@ def _add_table_arguments(ev: argparse.ArgumentParser) -> None:
     table.add_argument("--kinds", nargs="+", metavar="KIND", help="degradations (default: all)")
     table.add_argument("--scales", nargs="+", type=int, metavar="N", help="default: 2 4")
     table.add_argument("--width", type=int, default=360, help="HR width clips are resized to")
+    table.add_argument(
+        "--threads", type=int, help="torch threads (1 gives steadier costs on a busy CPU)"
+    )
     table.add_argument("--media", nargs="+", metavar="DIR", help="folders holding the clips")
     table.add_argument("--work", metavar="DIR", help="where the LR and output clips are made")
 
@@ -138,7 +141,10 @@ def _table(args: argparse.Namespace) -> int:
         "frames": args.frames,
     }
     settings = TableSettings(
-        **{k: v for k, v in given.items() if v is not None}, width=args.width, seed=args.seed
+        **{k: v for k, v in given.items() if v is not None},
+        width=args.width,
+        seed=args.seed,
+        threads=args.threads,
     )
     media = tuple(Path(m) for m in args.media) if args.media else MEDIA_DIRS
     names = args.clips or [c.name for c in HELD_OUT]
