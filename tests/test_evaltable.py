@@ -18,6 +18,7 @@ from vsr.degrade import benchmark_degradation, degrade_frames
 from vsr.errors import UsageError
 from vsr.evaltable import (
     Cell,
+    ClipInfo,
     EvalTable,
     TableModel,
     TableSettings,
@@ -167,3 +168,42 @@ def test_vsr_eval_table(cli: Callable[..., CliResult], clips: tuple[Path, Path])
     check_one_error_line(cli(*args, "--models", "nope"), 2, "models among")
     check_one_error_line(cli(*args, "--scale", "2"), 2, "--table without")
     check_one_error_line(cli("eval", "--reference", clips[0], "--test", clips[0]), 2, "--scale")
+
+
+def test_summaries_from_known_cells() -> None:
+    def cell(clip: str, model: str, psnr: float, flicker: float, cost: float) -> Cell:
+        return Cell(clip, "bi", 4, model, 10, psnr, 0.9, flicker, 2.0, 10 * cost, cost)
+
+    cells = (
+        cell("a", "bicubic", 30.0, 1.0, 0.01),
+        cell("a", "animevideov3", 31.0, 3.0, 0.1),
+        cell("a", "x4plus", 32.0, 4.0, 1.0),
+        cell("a", "x4plus+stabilize", 32.5, 2.0, 1.2),
+        cell("b", "bicubic", 20.0, 1.0, 0.03),
+        cell("b", "animevideov3", 22.0, 3.0, 0.3),
+        cell("b", "x4plus", 23.0, 2.0, 3.0),
+        Cell("b", "bi", 4, "x4plus+stabilize", error="boom", exit_code=4),
+    )
+    settings = TableSettings(
+        scales=(4,), kinds=("bi",), models=("animevideov3", "x4plus", "x4plus+stabilize")
+    )
+    clips = tuple(ClipInfo(n, n, 64, 48, 10) for n in ("a", "b"))
+    table = EvalTable(settings, clips, cells)
+    assert table.values("bi", 4, "x4plus", "gain") == [2.0, 3.0]
+    assert table.mean("bi", 4, "x4plus", "gain") == 2.5
+    assert table.values("bi", 4, "animevideov3", "flicker_vs_reference") == [50.0, 50.0]
+    assert table.values("bi", 4, "x4plus+stabilize", "stabilize_flicker")[0] == -50.0
+    assert table.values("bi", 4, "x4plus+stabilize", "stabilize_gain")[0] == 0.5
+    # A failed cell leaves its clip out, and a mean over part of the clips is no mean.
+    assert math.isnan(table.values("bi", 4, "x4plus+stabilize", "psnr")[1])
+    assert math.isnan(table.mean("bi", 4, "x4plus+stabilize", "psnr"))
+    assert table.cost(4, "x4plus") == pytest.approx(2.0)  # the mean over cells
+    assert table.cost(4, "x4plus") / table.cost(4, "animevideov3") == pytest.approx(10.0)
+    text = table.markdown()
+    assert "| BI (antialiased bicubic) | +1.50 (+1.00 / +2.00) | +2.50 (+2.00 / +3.00) |" in text
+    assert "--temporal stabilize against the same model" in text
+    assert "| x4plus | 2.0000 | 10.00 |" in text
+    assert "- error: b bi x4plus+stabilize: boom" in text
+    data = table.to_dict()["summary"]["4"]["bi"]
+    assert data["x4plus+stabilize"]["stabilize_flicker_change_pct_per_clip"] == [-50.0, None]
+    assert "stabilize_gain_db" not in data["x4plus"]

@@ -403,6 +403,20 @@ def cell_line(cell: Cell) -> str:
 
 
 # --- the table ----------------------------------------------------------------------------
+STABILIZED = "+stabilize"  # the label suffix of a model run with --temporal stabilize
+
+
+def _figure(cell: Cell, base: Cell, what: str) -> float:
+    """One figure of ``cell``; ``base`` is what gains and changes are measured against."""
+    if what in ("gain", "stabilize_gain"):
+        return cell.psnr - base.psnr
+    if what == "stabilize_flicker":
+        return 100.0 * (cell.flicker / base.flicker - 1.0)
+    if what == "flicker_vs_reference":
+        return 100.0 * (cell.flicker / cell.reference_flicker - 1.0)
+    return float(getattr(cell, what))
+
+
 def _clean(x: float | None, digits: int = 6) -> float | None:
     return None if x is None or not math.isfinite(x) else round(x, digits)
 
@@ -429,20 +443,23 @@ class EvalTable:
         )
 
     def values(self, kind: str, scale: int, model: str, what: str) -> list[float]:
-        """``what`` ('psnr', 'ssim', 'flicker', 'gain', 'flicker_vs_reference') per clip, in
-        clip order; NaN where a cell is missing or failed."""
+        """One figure per clip, in clip order; NaN where a cell is missing or failed.
+
+        ``what``: a `Cell` field ('psnr', 'ssim', 'flicker'), 'gain' (PSNR-Y over bicubic,
+        dB), 'flicker_vs_reference' (% above the reference's own), or for a stabilised model
+        'stabilize_gain' (PSNR-Y over the same model unstabilised, dB) and 'stabilize_flicker'
+        (its flicker change, %).
+        """
+        unstable = model.removesuffix(STABILIZED)
+        against = {"gain": BASELINE, "stabilize_gain": unstable, "stabilize_flicker": unstable}
         out = []
         for info in self.clips:
             c = self.cell(info.name, kind, scale, model)
-            base = self.cell(info.name, kind, scale, BASELINE)
-            if c is None or c.error is not None:
+            base = self.cell(info.name, kind, scale, against.get(what, model))
+            if c is None or base is None or c.error is not None or base.error is not None:
                 out.append(math.nan)
-            elif what == "gain":
-                out.append(c.psnr - base.psnr if base is not None else math.nan)
-            elif what == "flicker_vs_reference":
-                out.append(100.0 * (c.flicker / c.reference_flicker - 1.0))
             else:
-                out.append(float(getattr(c, what)))
+                out.append(_figure(c, base, what))
         return out
 
     def mean(self, kind: str, scale: int, model: str, what: str) -> float:
@@ -477,6 +494,7 @@ class EvalTable:
                             _clean(v, 2)
                             for v in self.values(kind, scale, model, "flicker_vs_reference")
                         ],
+                        **self._stabilize_dict(kind, scale, model),
                     }
                     for model in self.models_at(scale)
                 }
@@ -495,6 +513,20 @@ class EvalTable:
             "summary": summary,
             "cost": {str(s): self._cost_dict(s) for s in self.settings.scales},
             "cells": [self._cell_dict(c) for c in self.cells],
+        }
+
+    def _stabilize_dict(self, kind: str, scale: int, model: str) -> dict[str, Any]:
+        if not model.endswith(STABILIZED):
+            return {}
+        gains = self.values(kind, scale, model, "stabilize_gain")
+        changes = self.values(kind, scale, model, "stabilize_flicker")
+        return {
+            "stabilize_gain_db": _clean(self.mean(kind, scale, model, "stabilize_gain")),
+            "stabilize_gain_db_per_clip": [_clean(v) for v in gains],
+            "stabilize_flicker_change_pct": _clean(
+                self.mean(kind, scale, model, "stabilize_flicker"), 2
+            ),
+            "stabilize_flicker_change_pct_per_clip": [_clean(v, 2) for v in changes],
         }
 
     def _cost_dict(self, scale: int) -> dict[str, Any]:
@@ -547,15 +579,17 @@ def _triple(psnr: float, ssim: float, flicker: float) -> str:
     return f"{_f(psnr, '.2f')} / {_f(ssim, '.4f')} / {_f(flicker, '.2f')}"
 
 
+def _signed(x: float, spec: str) -> str:
+    text = format(x, spec) if math.isfinite(x) else "n/a"
+    return text.replace("-", "+") if math.isfinite(x) and float(text) == 0 else text
+
+
 def _with_clips(mean: float, per_clip: list[float], spec: str, unit: str = "") -> str:
     if not math.isfinite(mean):
         return "n/a"
-    parts = " / ".join(format(v, spec) if math.isfinite(v) else "n/a" for v in per_clip)
-    return (
-        f"{format(mean, spec)}{unit} ({parts})"
-        if len(per_clip) > 1
-        else f"{format(mean, spec)}{unit}"
-    )
+    parts = " / ".join(_signed(v, spec) for v in per_clip)
+    head = f"{_signed(mean, spec)}{unit}"
+    return f"{head} ({parts})" if len(per_clip) > 1 else head
 
 
 def _scale_markdown(table: EvalTable, scale: int) -> str:
@@ -564,10 +598,11 @@ def _scale_markdown(table: EvalTable, scale: int) -> str:
         _means(table, scale, models),
         _gains(table, scale, [m for m in models if m != BASELINE]),
         _flicker_vs_reference(table, scale, models),
+        _stabilize(table, scale, [m for m in models if m.endswith(STABILIZED)]),
         _per_clip(table, scale, models),
         _cost(table, scale, models),
     ]
-    return "\n\n".join("\n".join(p) for p in parts)
+    return "\n\n".join("\n".join(p) for p in parts if p)
 
 
 def _means(table: EvalTable, scale: int, models: list[str]) -> list[str]:
@@ -614,6 +649,30 @@ def _flicker_vs_reference(table: EvalTable, scale: int, models: list[str]) -> li
             )
             for m in models
         ]
+        lines.append(_row([KIND_NAMES.get(kind, kind), *cells]))
+    return lines
+
+
+def _stabilize(table: EvalTable, scale: int, models: list[str]) -> list[str]:
+    """What --temporal stabilize does to each stabilised model: flicker change, PSNR-Y."""
+    if not models:
+        return []
+    lines = [
+        f"### x{scale}: --temporal stabilize against the same model without it: flicker "
+        "change % / PSNR-Y dB (mean; per clip)",
+        "",
+        *_header(["LR made by"], models),
+    ]
+    for kind in table.settings.kinds:
+        cells = []
+        for m in models:
+            flicker = table.values(kind, scale, m, "stabilize_flicker")
+            gain = table.values(kind, scale, m, "stabilize_gain")
+            cells.append(
+                _with_clips(table.mean(kind, scale, m, "stabilize_flicker"), flicker, "+.0f", "%")
+                + " / "
+                + _with_clips(table.mean(kind, scale, m, "stabilize_gain"), gain, "+.2f")
+            )
         lines.append(_row([KIND_NAMES.get(kind, kind), *cells]))
     return lines
 
