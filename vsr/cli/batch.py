@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from vsr.batch import BatchJob, BatchReport, FileResult
     from vsr.cluster import ClusterSpec
+    from vsr.cluster.remote import Staging
 
 
 def add_parser(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser:
@@ -53,6 +54,16 @@ def cluster_from_args(args: argparse.Namespace) -> ClusterSpec | None:
     address = parse_cluster(args.cluster)
     require_ray()
     return ClusterSpec(address, args.workers, args.chunk_seconds)
+
+
+def _stage_urls(args: argparse.Namespace) -> Staging | None:
+    """fsspec URLs among the inputs or -o: copies in the work folder, planned in their place."""
+    from vsr.cluster.remote import stage
+
+    staging = stage(list(args.inputs), args.output)
+    if staging is not None:
+        args.inputs, args.output = staging.inputs, staging.output
+    return staging
 
 
 def plan_from_args(args: argparse.Namespace) -> tuple[list[BatchJob], Path]:
@@ -98,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from vsr.report import write_reports
 
     cluster = cluster_from_args(args)
+    staging = _stage_urls(args) if cluster is not None else None
     jobs, report_dir = plan_from_args(args)
     if args.dry_run:
         if args.json:
@@ -141,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
         for bar in bars.values():
             bar.close()
     write_reports(report, report_dir, html=not args.no_html)
+    if staging is not None:
+        finished = [r.job.output for r in report.results if r.status in ("done", "skipped")]
+        staging.upload([p for p in finished if p.is_file()], report_dir)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
