@@ -165,3 +165,14 @@ def test_local_range_matches_min_max_pooling() -> None:
     lo, hi = _local_range(x)
     assert torch.equal(hi, F.max_pool2d(x, 3, stride=1, padding=1))
     assert torch.equal(lo, -F.max_pool2d(-x, 3, stride=1, padding=1))
+
+
+def test_default_strengths_fit_the_cluster_warm_up() -> None:
+    """A chunk's worker runs WARMUP_FRAMES frames before its chunk: every default strength's
+    warm-up (frames until a cold filter matches a warm one) must fit, or chunk seams show."""
+    from vsr.cluster.chunks import WARMUP_FRAMES
+    from vsr.temporal.stabilize import STRENGTH_BY_MODEL, stabilize_warmup
+
+    strengths = [s for _, s in STRENGTH_BY_MODEL] + [DEFAULT_STRENGTH]
+    assert max(stabilize_warmup(s) for s in strengths) <= WARMUP_FRAMES
+    assert stabilize_warmup(0.85) == 40 and stabilize_warmup(0.0) == 0

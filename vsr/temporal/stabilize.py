@@ -43,18 +43,23 @@ DEFAULT_STRENGTH = 0.6
 # Default strength by what the model is (matched against the descriptor's name and
 # architecture, lower-cased, first match wins). GAN models hallucinate the most per frame and
 # flicker the most, so they get the most history; interpolators only flicker where the LR does.
-# Measured on bikes and Big Buck Bunny at x4 (LR: bicubic + H.264 CRF 18): x4plus at 0.85 cuts
-# the flicker by 33-62% and gains 0.4-2.0 dB PSNR-Y; animevideov3 at 0.7 cuts it by 20-34%
-# for +0.03-0.08 dB.
+# Measured (issue 10) on held-out clips bikes, carphone and b.avi (HR 360 px wide, LR
+# antialiased bicubic, 30 frames; also every 3rd frame for fast motion), flicker = mean |Y|
+# difference to the previous output warped by the HR reference's DIS flow, over pixels where
+# the reference warps within 10 levels. x4plus x4 at 0.85: flicker -39 to -70% and +0.35 to
+# +0.96 dB, except fast bikes (every 3rd frame) -19% at +0.30 dB. animevideov3 at 0.6, x2 and
+# x4: -27 to -44% on carphone and b.avi at -0.08 to +0.76 dB, but only -12 to -24% on bikes;
+# at 0.7 it cut 3-7 points more but cost up to 0.17 dB on b.avi, where its output already
+# flickers less than the reference. Higher strengths also lengthen the resume warm-up.
 STRENGTH_BY_MODEL: tuple[tuple[str, float], ...] = (
     ("x4plus", 0.85),
     ("rrdb", 0.85),
     ("esrgan", 0.85),
     ("realsr", 0.85),
     ("realcugan", 0.7),
-    ("animevideo", 0.7),
-    ("srvgg", 0.7),
-    ("compact", 0.7),
+    ("animevideo", 0.6),
+    ("srvgg", 0.6),
+    ("compact", 0.6),
     ("span", 0.6),
     ("bicubic", 0.3),
     ("bilinear", 0.3),
