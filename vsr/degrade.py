@@ -214,6 +214,16 @@ def _seeded(rng: np.random.Generator | int | None) -> np.random.Generator:
     return np.random.default_rng(rng)
 
 
+def _pad_edges(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Pad (N, C, H, W) by ``radius`` on every side for a blur: reflected, not zeros (zeros
+    would darken the frame edges); frames too small to reflect that far are replicated."""
+    pad_w, pad_h = min(radius, x.shape[3] - 1), min(radius, x.shape[2] - 1)
+    if pad_w < radius or pad_h < radius:
+        x = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="replicate")
+        return F.pad(x, (radius - pad_w,) * 2 + (radius - pad_h,) * 2, mode="replicate")
+    return F.pad(x, (radius, radius, radius, radius), mode="reflect")
+
+
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return x
@@ -224,13 +234,7 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     c = x.shape[1]
     kx = k.view(1, 1, 1, -1).expand(c, 1, 1, -1)
     ky = k.view(1, 1, -1, 1).expand(c, 1, -1, 1)
-    # Reflect, not zero padding: zeros would darken the frame edges.
-    pad_w, pad_h = min(radius, x.shape[3] - 1), min(radius, x.shape[2] - 1)
-    if pad_w < radius or pad_h < radius:
-        x = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="replicate")
-        x = F.pad(x, (radius - pad_w,) * 2 + (radius - pad_h,) * 2, mode="replicate")
-    else:
-        x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = _pad_edges(x, radius)
     return F.conv2d(F.conv2d(x, kx, groups=c), ky, groups=c)
 
 
@@ -292,9 +296,7 @@ def _blur(x: torch.Tensor, spec: DegradeRound) -> torch.Tensor:
     k = torch.exp(-(u**2) / (2 * sx**2) - (v**2) / (2 * max(sy, 1e-3) ** 2))
     k = (k / k.sum()).to(x.dtype)
     ch = x.shape[1]
-    pad = [min(radius, x.shape[3] - 1)] * 2 + [min(radius, x.shape[2] - 1)] * 2
-    x = F.pad(x, pad, mode="reflect")
-    x = F.pad(x, [radius - pad[0]] * 2 + [radius - pad[2]] * 2, mode="replicate")
+    x = _pad_edges(x, radius)
     return F.conv2d(x, k.view(1, 1, *k.shape).expand(ch, 1, -1, -1), groups=ch)
 
 
