@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import CliResult, check_one_error_line
 
-from tests.conftest import CliResult, check_one_error_line
 from vsr.degrade import benchmark_degradation, degrade_frames
 from vsr.errors import UsageError
 from vsr.evaltable import (
