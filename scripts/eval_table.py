@@ -12,6 +12,9 @@ flicker beside the reference's own, the mean gain over bicubic, and the seconds 
 
     nice -n 10 python scripts/eval_table.py --json eval.json
     nice -n 10 python scripts/eval_table.py --scales 2 --kinds bi aliased --models vsr-temporal
+    python scripts/eval_table.py --threads 1 --card vsr/weights/vsr-temporal-x2.json \
+        --card vsr/weights/vsr-temporal-x4.json      (the shipped cards' eval_table)
+    python scripts/eval_table.py --from-json eval.json --card vsr/weights/vsr-temporal-x2.json
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from vsr.evaltable import (
     TableSettings,
     find_held_out,
     run_table,
+    write_card_eval,
 )
 
 
@@ -54,6 +58,19 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--threads", type=int, help="torch threads (1 gives steadier costs on a busy CPU)"
     )
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument(
+        "--card",
+        type=Path,
+        action="append",
+        default=[],
+        help="a weights card (the .json beside shipped weights) to put its model's figures "
+        "in as eval_table (repeatable)",
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="run nothing: fill the --card files from this earlier --json",
+    )
     parser.add_argument("--media", type=Path, nargs="+", default=list(MEDIA_DIRS))
     parser.add_argument("--work", type=Path, help="make the LR and output clips here")
     return parser.parse_args(argv)
@@ -61,6 +78,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    if args.from_json is not None:
+        if not args.card:
+            print("eval_table: error: --from-json fills --card files: give one", file=sys.stderr)
+            return 2
+        return cards_from_json(args.from_json, args.card)
     try:
         kinds = {"kinds": tuple(args.kinds)} if args.kinds else {}
         settings = TableSettings(
@@ -79,13 +101,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, file=sys.stderr, flush=True)
 
         table = run_table(clips, settings, work=args.work, on_cell=show)
+        figures = table.to_dict()
+        if args.json is not None:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        for card in args.card:
+            write_card_eval(card, figures)
     except VsrError as exc:
         print(f"eval_table: error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(table.markdown())
-    if args.json is not None:
-        args.json.write_text(json.dumps(table.to_dict(), indent=2) + "\n")
     return next((c.exit_code for c in table.cells if c.exit_code is not None), 0)
+
+
+def cards_from_json(figures_file: Path, cards: Sequence[Path]) -> int:
+    """--from-json: fill the cards from a table run earlier (it takes an hour on a CPU)."""
+    try:
+        figures = json.loads(figures_file.read_text(encoding="utf-8"))
+        for card in cards:
+            write_card_eval(card, figures)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"eval_table: error: cannot use {figures_file}: {exc}", file=sys.stderr)
+        return 2
+    except VsrError as exc:
+        print(f"eval_table: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
 
 
 if __name__ == "__main__":

@@ -22,10 +22,12 @@ from vsr.evaltable import (
     EvalTable,
     TableModel,
     TableSettings,
+    card_section,
     hr_size,
     load_reference,
     run_cell,
     run_table,
+    write_card_eval,
 )
 from vsr.media.frames import iter_video_rgb
 from vsr.media.lossless import write_lossless
@@ -128,6 +130,26 @@ def test_summary_json_and_markdown(table: EvalTable) -> None:
     assert "### x2: mean over 2 clip(s)" in text and "| BD (Gaussian 1.6, subsample) |" in text
     assert "| moving.mkv | BI (antialiased bicubic) |" in text
     assert "### x2: cost per LR frame" in text and "| bicubic |" in text
+
+
+def test_a_weights_card_gets_its_models_figures(table: EvalTable, tmp_path: Path) -> None:
+    figures = json.loads(json.dumps(table.to_dict()))
+    card = tmp_path / "bicubic.json"
+    card.write_text(json.dumps({"name": "bicubic", "params": 0}))
+    write_card_eval(card, figures)
+    doc = json.loads(card.read_text())
+    assert doc["params"] == 0  # the rest of the card is kept
+    section = doc["eval_table"]
+    assert section["scale"] == 2 and section["settings"]["frames"] == 3
+    assert section["summary"]["bd"]["bicubic"] == figures["summary"]["2"]["bd"]["bicubic"]
+    assert set(section["summary"]) == {"bi", "bd"}
+    assert [c["name"] for c in section["clips"]] == ["moving.mkv", "still.mkv"]
+    assert not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(UsageError, match="no column for 'vsr-temporal-x2'"):
+        card_section(figures, "vsr-temporal-x2")
+    card.write_text("[1, 2]")
+    with pytest.raises(UsageError, match="not a weights card"):
+        write_card_eval(card, figures)
 
 
 def test_a_failing_model_is_a_cell_with_its_error(clips: tuple[Path, Path], tmp_path: Path) -> None:

@@ -165,6 +165,13 @@ def test_fine_tune_from_weights_and_across_scales(clip: Path, tmp_path: Path) ->
     )
     doc = json.loads(tuned.output.with_suffix(".json").read_text())
     assert doc["recipe"]["init_tensors"] == len(load_network(first.output).state_dict())
+    # The card keeps the lineage (what the init was trained on) and the damage mix drawn.
+    first_doc = json.loads(first.output.with_suffix(".json").read_text())
+    assert doc["recipe"]["init_card"]["sha256"] == first_doc["sha256"]
+    assert doc["recipe"]["init_card"]["trained"]["steps"] == 2
+    mix = doc["recipe"]["degradations"]
+    assert mix["clean_bicubic"] + sum(mix["blind"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert set(mix["blind"]) == {"clean", "aliased", "blur-subsample", "second-order"}
     x4 = train(
         tiny_config(
             clip, tmp_path / "x4.safetensors", steps=1, scale=4, patch=12, init=str(first.output)

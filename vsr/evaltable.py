@@ -18,7 +18,9 @@ The held-out clips are those `vsr-temporal-*` never saw in training: scikit-vide
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -551,6 +553,49 @@ class EvalTable:
 
 
 _MEANS = ("psnr", "ssim", "flicker", "gain", "flicker_vs_reference")
+
+
+def card_section(figures: dict[str, Any], name: str) -> dict[str, Any]:
+    """From a table's figures (`EvalTable.to_dict`, or the JSON the script wrote), those of the
+    model called ``name`` as `vsr upscale` names it (e.g. vsr-temporal-x2) beside bicubic's and
+    animevideov3's at its scale: what a weights card's ``eval_table`` holds."""
+    summary = figures["summary"]
+    found = [
+        (scale, m.label)
+        for scale in figures["settings"]["scales"]
+        for m in MODELS
+        if m.temporal is None
+        and m.name_at(scale) == name
+        and m.label in next(iter(summary[str(scale)].values()))
+    ]
+    if not found:
+        raise UsageError(f"the table has no column for {name!r}")
+    scale, label = found[0]
+    per_kind = summary[str(scale)]
+    columns = [c for c in (BASELINE, COST_REFERENCE, label) if c in next(iter(per_kind.values()))]
+    return {
+        "command": "python scripts/eval_table.py --threads 1",
+        "settings": {**figures["settings"], "scales": [scale]},
+        "clips": figures["clips"],
+        "scale": scale,
+        "summary": {kind: {c: row[c] for c in columns} for kind, row in per_kind.items()},
+        "cost": {c: figures["cost"][str(scale)][c] for c in columns},
+    }
+
+
+def write_card_eval(card: Path, figures: dict[str, Any]) -> None:
+    """Put the figures of the card's model into a weights card (the JSON beside a
+    .safetensors) as ``eval_table``, replacing the file whole (never half-written)."""
+    try:
+        doc = json.loads(card.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputNotFoundError(f"cannot read the weights card {card}: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+        raise UsageError(f"{card} is not a weights card (no model name in it)")
+    doc["eval_table"] = card_section(figures, doc["name"])
+    tmp = card.with_name(f".{card.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, card)
 
 
 # --- markdown -----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import save_file
 
 from vsr import runtime
+from vsr.degrade import BLIND_FAMILIES
 from vsr.errors import OutputExistsError, UsageError, WeightsError
 from vsr.metrics import psnr_y
 from vsr.models.processors import resize
@@ -361,6 +362,29 @@ def _initial_network(config: TrainConfig) -> tuple[TemporalNet, str | None, int]
     return network, _sha256(weights), len(taken)
 
 
+def degradation_mix(clean_fraction: float) -> dict[str, Any]:
+    """The card's account of the LR damage drawn in training (vsr.train.data.draw_degradation)."""
+    blind = 1.0 - clean_fraction
+    return {
+        "clean_bicubic": round(clean_fraction, 4),
+        "clean_bicubic_h264": "CRF 16-28, half of the clean samples",
+        "blind": {name: round(blind * share, 4) for name, share in BLIND_FAMILIES},
+    }
+
+
+def init_card(weights: Path) -> dict[str, Any] | None:
+    """What the --init weights were made from (their JSON card's name, recipe and training),
+    so a fine-tuned model's card keeps its whole lineage; None without a card."""
+    card = weights.with_suffix(".json")
+    try:
+        doc = json.loads(card.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return {k: doc[k] for k in ("name", "sha256", "recipe", "trained") if k in doc}
+
+
 def _refuse_non_safetensors(weights: Path) -> None:
     """--init reads only the safetensors `vsr train` writes; say why another file is refused.
 
@@ -574,9 +598,12 @@ def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResu
         "train": [{"file": p.name, "sha256": _sha256(p)} for p in config.clips],
         "validation": [{"file": p.name, "sha256": _sha256(p)} for p in config.val_clips],
     }
+    recipe["degradations"] = degradation_mix(config.clean_fraction)
     if init_sha is not None:
         recipe["init_sha256"] = init_sha
         recipe["init_tensors"] = init_tensors
+        if config.init is not None:
+            recipe["init_card"] = init_card(resolve_weights(config.init))
     document = {
         "trained": {
             "steps": step,
