@@ -127,12 +127,19 @@ def sequence_flows(lr: torch.Tensor, estimator: FlowEstimator) -> tuple[torch.Te
     return to_previous, to_next
 
 
+# The clean share's light compression: H.264 at a CRF drawn from this range (inclusive), on
+# this share of the clean samples.
+CLEAN_H264_CRF = (16, 28)
+CLEAN_H264_SHARE = 0.5
+
+
 def draw_degradation(rng: np.random.Generator, *, scale: int, clean_fraction: float) -> Degradation:
     """Clean antialiased bicubic (the literature's BI, what `vsr eval --degrade` makes) for a
     share, light H.264 half of those times; blind damage (`vsr.degrade.draw_blind`: other
     kernels, aliasing, blur + subsampling, noise, ringing, fields, H.264/MPEG-2) otherwise."""
     if rng.random() < clean_fraction:
-        crf = int(rng.integers(16, 29)) if rng.random() < 0.5 else None
+        low, high = CLEAN_H264_CRF
+        crf = int(rng.integers(low, high + 1)) if rng.random() < CLEAN_H264_SHARE else None
         return Degradation(h264_crf=crf)
     return draw_blind(rng, scale=scale)
 

@@ -39,6 +39,8 @@ from vsr.temporal.network import TemporalNet, TemporalNetConfig, count_parameter
 from vsr.temporal.processor import load_network, resolve_weights, upscale_sequence
 from vsr.temporal.warp import resize_flow, warp
 from vsr.train.data import (
+    CLEAN_H264_CRF,
+    CLEAN_H264_SHARE,
     Batch,
     ClipFrames,
     SequenceSampler,
@@ -367,7 +369,7 @@ def degradation_mix(clean_fraction: float) -> dict[str, Any]:
     blind = 1.0 - clean_fraction
     return {
         "clean_bicubic": round(clean_fraction, 4),
-        "clean_bicubic_h264": "CRF 16-28, half of the clean samples",
+        "clean_bicubic_h264": {"crf": list(CLEAN_H264_CRF), "share_of_clean": CLEAN_H264_SHARE},
         "blind": {name: round(blind * share, 4) for name, share in BLIND_FAMILIES},
     }
 
