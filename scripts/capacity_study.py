@@ -40,12 +40,10 @@ from vsr.evaltable import (
     MEDIA_DIRS,
     Cell,
     TableModel,
+    TableSettings,
     find_held_out,
-    load_reference,
-    make_lr,
-    run_cell,
+    iter_cells,
 )
-from vsr.media.lossless import write_lossless
 from vsr.temporal.processor import describe_temporal_model
 from vsr.train import TrainConfig, train
 
@@ -137,21 +135,21 @@ def evaluate(weights: dict[str, Path], args: argparse.Namespace) -> list[Cell]:
     torch.set_num_threads(args.threads)
     models = [TableModel("bicubic", "bicubic")]
     models += [TableModel(name, str(path)) for name, path in weights.items()]
-    cells: list[Cell] = []
+    # The standard table's settings, at x2; the columns are the variants' weights files.
+    settings = TableSettings(
+        scales=(2,), kinds=tuple(args.kinds), frames=args.frames, width=args.width
+    )
     work = args.out / "eval"
     work.mkdir(parents=True, exist_ok=True)
+    cells: list[Cell] = []
     for clip in (find_held_out(c.name, MEDIA_DIRS) for c in HELD_OUT):
-        reference = load_reference(clip, args.frames, args.width)
-        for kind in args.kinds:
-            lr_path = work / f"{clip.stem}_{kind}.mkv"
-            write_lossless(lr_path, make_lr(reference, kind, 2, 0))
-            for model in models:
-                cell = run_cell(reference, lr_path, model, Cell(clip.name, kind, 2, model.label))
-                if cell.error is not None:
-                    raise SystemExit(f"capacity_study: {model.label} failed: {cell.error}")
-                print(f"{clip.name} {kind} {model.label}: {cell.psnr:.3f} dB", file=sys.stderr)
-                cells.append(cell)
-            lr_path.unlink(missing_ok=True)
+        for cell in iter_cells(clip, settings, work, models=models):
+            if not isinstance(cell, Cell):
+                continue
+            if cell.error is not None:
+                raise SystemExit(f"capacity_study: {cell.model} failed: {cell.error}")
+            print(f"{clip.name} {cell.kind} {cell.model}: {cell.psnr:.3f} dB", file=sys.stderr)
+            cells.append(cell)
     return cells
 
 

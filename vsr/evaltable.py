@@ -345,9 +345,15 @@ def run_cell(
 
 
 def iter_cells(
-    clip: Path, settings: TableSettings, work: Path, notify: Notify = ignore
+    clip: Path,
+    settings: TableSettings,
+    work: Path,
+    notify: Notify = ignore,
+    models: Sequence[TableModel] | None = None,
 ) -> Iterator[ClipInfo | Cell]:
-    """The clip's `ClipInfo`, then one `Cell` per scale x kind x model, as each is done."""
+    """The clip's `ClipInfo`, then one `Cell` per scale x kind x model, as each is done.
+
+    ``models``: columns to run instead of the settings' (e.g. weights files being compared)."""
     from vsr.media.lossless import write_lossless
 
     reference = load_reference(clip, settings.frames, settings.width)
@@ -358,7 +364,7 @@ def iter_cells(
             lr_path = work / f"{clip.stem}_x{scale}_{kind}.mkv"
             write_lossless(lr_path, make_lr(reference, kind, scale, settings.seed))
             try:
-                for model in settings.models_at(scale):
+                for model in settings.models_at(scale) if models is None else models:
                     key = Cell(clip.name, kind, scale, model.label)
                     yield run_cell(reference, lr_path, model, key, notify)
             finally:
@@ -559,20 +565,21 @@ def card_section(figures: dict[str, Any], name: str) -> dict[str, Any]:
     """From a table's figures (`EvalTable.to_dict`, or the JSON the script wrote), those of the
     model called ``name`` as `vsr upscale` names it (e.g. vsr-temporal-x2) beside bicubic's and
     animevideov3's at its scale: what a weights card's ``eval_table`` holds."""
-    summary = figures["summary"]
+
+    def labels(scale: int) -> dict[str, Any]:  # the columns run at ``scale``
+        return next(iter(figures["summary"][str(scale)].values()))
+
     found = [
         (scale, m.label)
         for scale in figures["settings"]["scales"]
         for m in MODELS
-        if m.temporal is None
-        and m.name_at(scale) == name
-        and m.label in next(iter(summary[str(scale)].values()))
+        if m.temporal is None and m.name_at(scale) == name and m.label in labels(scale)
     ]
     if not found:
         raise UsageError(f"the table has no column for {name!r}")
     scale, label = found[0]
-    per_kind = summary[str(scale)]
-    columns = [c for c in (BASELINE, COST_REFERENCE, label) if c in next(iter(per_kind.values()))]
+    per_kind = figures["summary"][str(scale)]
+    columns = [c for c in (BASELINE, COST_REFERENCE, label) if c in labels(scale)]
     return {
         "command": "python scripts/eval_table.py --threads 1",
         "settings": {**figures["settings"], "scales": [scale]},
