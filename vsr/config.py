@@ -122,6 +122,9 @@ class UpscaleOptions:
     # Who encodes the video: PyAV's FFmpeg, or the system's `ffmpeg` fed raw frames
     # (for encoders PyAV's build lacks); timestamps and the final mux are the same.
     encoder_backend: EncoderBackend = "pyav"
+    # Segments encoded side by side (vsr.segments): N encoders, or None for auto (more than
+    # one only on a many-core host, and never for a hardware encoder).
+    encode_workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
@@ -150,6 +153,10 @@ class UpscaleOptions:
             raise UsageError(
                 f"expected --encoder-backend one of {', '.join(ENCODER_BACKENDS)}, "
                 f"got {self.encoder_backend!r}"
+            )
+        if self.encode_workers is not None and not 1 <= self.encode_workers <= 64:
+            raise UsageError(
+                f"expected --encode-workers between 1 and 64 or 'auto', got {self.encode_workers}"
             )
         if self.segment_seconds <= 0:
             raise UsageError(f"expected a segment length above 0 s, got {self.segment_seconds}")

@@ -57,6 +57,17 @@ ENCODING = "encoding"
 GROUPS: tuple[str, ...] = (MODEL, FRAME_PATH, RESTORATION, ENCODING)
 
 
+def _parse_workers(text: str) -> int | None:
+    # "auto" is None: vsr.segments decides from the host's cores and the encoder.
+    value = text.strip().lower()
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"expected --encode-workers N or 'auto', got {text!r}") from None
+
+
 def _parse_memory(text: str) -> int:
     # The name shows in argparse's message for a bad value ("invalid _parse_memory value").
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -406,6 +417,18 @@ OPTIONS: tuple[Option, ...] = (
         target="run",
         choices=ENCODER_BACKENDS,
         default="pyav",
+    ),
+    _opt(
+        "encode_workers",
+        "segments encoded side by side when the model outruns one encoder: N, or auto "
+        "(default: one per 4 cores from 8 usable cores, at most 4; one for hardware encoders)",
+        group=FRAME_PATH,
+        commands=_DIRECT,
+        target="run",
+        parse=_parse_workers,
+        metavar="N|auto",
+        default=None,
+        **_INTEGER,
     ),
     # -- restoration
     _opt(

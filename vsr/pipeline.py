@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -45,12 +43,13 @@ from vsr.media.decode import (
     lost_tail,
 )
 from vsr.media.encode import OutputWriter, StreamReport, check_encoding
-from vsr.media.facts import InputContainer, Packet, VideoFrame
+from vsr.media.facts import InputContainer
 from vsr.media.filters import FilterChain, FilterSpec, resize_to_height, resolve_spec
 from vsr.media.probe import open_input, probe
 from vsr.models.base import FrameGeometry, Processor
 from vsr.outputs import atomic_output, check_paths
 from vsr.plan import FilterPlan, ModelFacts, VideoPlan, frame_count, is_image_job, plan_video
+from vsr.segments import EncoderPool, SegmentSink
 from vsr.threads import END, Cancelled, Stage, join
 
 if TYPE_CHECKING:
@@ -472,7 +471,9 @@ class _Passes:
             stage = Stage(job.plan.options.queue_size)
             graph = _device_graph(job.device_plan, job.processor, stage)
             reader = self.reader(container, gap, window, chain, graph)
-            sink = _SegmentSink(self, container, gap.first_frame)
+            sink = SegmentSink(job.plan, self.state, container, gap.first_frame, stage.stop)
+            if GRAPH_TIMING.enabled:
+                GRAPH_TIMING.sinks.append(sink)
             self.run_pass(stage, graph, reader, sink, gap)
         finally:
             container.close()
@@ -515,7 +516,7 @@ class _Passes:
         stage: Stage,
         graph: DeviceGraph | None,
         reader: VideoReader,
-        sink: _SegmentSink,
+        sink: SegmentSink,
         gap: resume.Gap,
     ) -> None:
         """Frames through the model into segments, on the device path or the swscale one."""
@@ -575,8 +576,10 @@ def encode_part(
     """Encode one part of a job into segment files in `directory`, and return them.
 
     The segments are not recorded in the job's manifest: the caller owns it (a driver that
-    collects the parts of many workers).
+    collects the parts of many workers). One encoder: the parts themselves run side by side
+    (the driver planned the job on another host, whose cores say nothing about this one).
     """
+    plan = dataclasses.replace(plan, encoders=EncoderPool(1, 0, "a cluster part: one encoder"))
     processor = _ready(processor, plan)
     batch = max(1, int(str(processor.settings.get("batch", plan.options.model.batch))))
     hw = _hardware_decode(plan, processor, ignore)
@@ -594,133 +597,6 @@ def encode_part(
         window = OutputWindow(None, None, None, gap.end_pts)
     _Passes(job, state, progress).encode_gap(gap, window)
     return state.manifest.ordered()
-
-
-class _SegmentSink:
-    """The writer side of a pass: frames go into segment files, each closed and recorded in
-    the manifest after `checkpoint_every` seconds of work or `segment_seconds` of content.
-
-    A segment may end at any frame: the next one gets an encoder of its own, which starts
-    with a keyframe. Runs on the writer thread.
-    """
-
-    def __init__(self, passes: _Passes, container: InputContainer, first_frame: int) -> None:
-        self.passes = passes
-        self.plan = passes.job.plan
-        self.container = container
-        self.next_frame = first_frame
-        self.frames = 0  # written in this pass
-        self._writer: Any = None  # OutputWriter, or FfmpegSegmentWriter
-        self._segment: resume.Segment | None = None
-        self._tmp: Path | None = None
-        self._count = 0
-        self._repeated = 0
-        self._opened = time.monotonic()
-
-    def write_frame(
-        self,
-        rgb: np.ndarray,
-        alpha: np.ndarray | None,
-        pts: int,
-        duration: int = 0,
-        *,
-        repeated: bool = False,
-    ) -> None:
-        if self._writer is not None and self._due(pts):
-            self._close(end_pts=pts)
-        writer = self._writer or self._open(pts)
-        writer.write_frame(rgb, alpha, pts, duration)
-        self._count += 1
-        self.frames += 1
-        self._repeated += int(repeated)
-
-    def write_video_frame(
-        self, frame: VideoFrame, pts: int, duration: int = 0, *, repeated: bool = False
-    ) -> None:
-        """A frame already in the encoder's format (the device graph's output)."""
-        if self._writer is not None and self._due(pts):
-            self._close(end_pts=pts)
-        writer = self._writer or self._open(pts)
-        writer.write_video_frame(frame, pts, duration)
-        self._count += 1
-        self.frames += 1
-        self._repeated += int(repeated)
-
-    def write_packet(self, packet: Packet) -> None:
-        """Segments hold video only; other streams are copied by the final mux."""
-
-    def finish(self, end_pts: int | None) -> None:
-        if self._writer is not None:
-            self._close(end_pts)
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.abort()
-            self._writer = None
-        if self._tmp is not None:
-            with contextlib.suppress(OSError):
-                self._tmp.unlink()
-
-    def _due(self, pts: int) -> bool:
-        options = self.plan.options
-        if time.monotonic() - self._opened >= options.checkpoint_every:
-            return True
-        assert self._segment is not None
-        span = (pts - self._segment.start_pts) * Fraction(self.plan.video.time_base)
-        return span >= Fraction(options.segment_seconds)
-
-    def _open(self, pts: int) -> Any:
-        state = self.passes.state
-        segment = resume.Segment(state.next_index(), self.next_frame, 0, pts, None)
-        media = segment.file(state.directory)
-        self._tmp = media.with_name(media.name + ".partial.mkv")
-        writer = _segment_writer(self._tmp, self.plan, self.container)
-        writer.open()
-        self._writer, self._segment = writer, segment
-        self._count = self._repeated = 0
-        return writer
-
-    def _close(self, end_pts: int | None) -> None:
-        writer, segment, tmp = self._writer, self._segment, self._tmp
-        assert writer is not None and segment is not None and tmp is not None
-        writer.close()
-        self._writer = None
-        if writer.frames_written != self._count:
-            raise VsrError(
-                f"internal error: {self._count} frames given to the encoder but "
-                f"{writer.frames_written} encoded; the output was not kept"
-            )
-        directory = self.passes.state.directory
-        stamps = segment.timestamps(directory)
-        tmp_stamps = stamps.with_name(stamps.name + ".partial")
-        tmp_stamps.write_text(json.dumps({"packets": writer.packet_log}), encoding="utf-8")
-        os.replace(tmp, segment.file(directory))
-        os.replace(tmp_stamps, stamps)
-        self._tmp = None
-        segment.frames, segment.end_pts, segment.repeated = self._count, end_pts, self._repeated
-        self.passes.state.add_segment(segment)
-        self.next_frame += self._count
-        self._opened = time.monotonic()
-
-
-def _segment_writer(path: Path, plan: VideoPlan, container: InputContainer) -> Any:
-    """The encoder of one segment file: PyAV's, or the system ffmpeg's (--encoder-backend)."""
-    width, height = plan.size
-    if plan.options.encoder_backend == "ffmpeg":
-        from vsr.media.ffmpeg_encode import FfmpegSegmentWriter
-
-        return FfmpegSegmentWriter(path, plan.info, plan.encoding, width, height)
-    return OutputWriter(
-        path,
-        "matroska",
-        plan.info,
-        container,
-        plan.encoded_streams,
-        plan.encoding,
-        width,
-        height,
-        segment=True,
-    )
 
 
 # -- frame paths and decoding ----------------------------------------------------------------
@@ -789,6 +665,7 @@ class _GraphTiming:
 
     enabled: bool = False
     graphs: list[Any] = field(default_factory=list)
+    sinks: list[Any] = field(default_factory=list)  # the passes' SegmentSinks
 
 
 GRAPH_TIMING = _GraphTiming()
@@ -798,7 +675,7 @@ GRAPH_TIMING = _GraphTiming()
 
 
 def _run_graph(
-    stage: Stage, reader: VideoReader, sink: _SegmentSink, job: _Job, progress: ProgressFn
+    stage: Stage, reader: VideoReader, sink: SegmentSink, job: _Job, progress: ProgressFn
 ) -> None:
     """decode / model / encode threads for one pass, frames as float RGB (swscale's)."""
     q_in, q_out = stage.new_queue(), stage.new_queue()
@@ -850,7 +727,7 @@ def _read_frames(stage: Stage, reader: VideoReader, q_in: Any) -> None:
 
 
 def _write_frames(
-    stage: Stage, q_out: Any, sink: _SegmentSink, size: tuple[int, int], progress: ProgressFn
+    stage: Stage, q_out: Any, sink: SegmentSink, size: tuple[int, int], progress: ProgressFn
 ) -> None:
     """The encode thread: the model's frames, cut to the encoder's size, into the sink."""
     written = 0

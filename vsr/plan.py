@@ -18,6 +18,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from vsr import resume
 from vsr.config import ModelOptions, UpscaleOptions
 from vsr.media import facts, remux
@@ -30,6 +32,7 @@ from vsr.media.filters import (
 )
 from vsr.media.probe import IMAGE_SUFFIXES, MediaInfo, VideoInfo
 from vsr.models.base import ModelDescriptor, Processor, output_size
+from vsr.segments import EncoderPool, plan_encoders, usable_cpus
 
 Size = tuple[int, int]
 
@@ -181,6 +184,8 @@ class VideoPlan:
     geometry: Geometry
     encoding: VideoEncoding
     streams: tuple[remux.StreamPlan, ...]
+    # How many encoders write segments side by side (vsr.segments), with how many threads.
+    encoders: EncoderPool = dataclasses.field(default_factory=EncoderPool)
     # Notices of the planning itself, in the order a run gives them (filters, encoder, trim).
     notices: tuple[str, ...] = ()
     # Added by `plan_file` for a dry run; a real run scans and reads the resume state itself.
@@ -214,7 +219,7 @@ class VideoPlan:
 
     def encoder_report(self) -> dict[str, Any]:
         """The video encoder as a run's result reports it (`encoder` in --json)."""
-        return _encoder_dict(self.encoding, self.size)
+        return {**_encoder_dict(self.encoding, self.size), "workers": self.encoders.to_dict()}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able and stable: paths and names as strings, fractions as "n/d"."""
@@ -386,6 +391,7 @@ def plan_video(
     frame = _trimmed(output_size_, encoding.pix_fmt, notices)
     geometry = Geometry((video.width, video.height), model_out, output_size_, frame, options.height)
     streams = facts.output_streams(input_path, video.index, fmt, encoding.codec)
+    encoders = plan_encoders(options.encode_workers, encoding.codec, usable_cpus(), _host_memory())
     return VideoPlan(
         input=input_path,
         output=output,
@@ -399,7 +405,14 @@ def plan_video(
         encoding=encoding,
         streams=tuple(streams),
         notices=tuple(notices),
+        encoders=encoders,
     )
+
+
+def _host_memory() -> int:
+    from vsr.runtime import available_memory
+
+    return available_memory(torch.device("cpu"))
 
 
 def _plan_filters(
