@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import clips
 import numpy as np
@@ -75,7 +75,7 @@ class _Slow:
     opened = 0
     lock = threading.Lock()
     fail_in_segment: int | None = None  # the n-th segment opened (0-based) fails mid-way ...
-    closed: set[int] = set()  # ... once the first one is closed (so that it can be kept)
+    closed: ClassVar[set[int]] = set()  # ... once the first one is closed (so that it can be kept)
 
     def __init__(self, inner: Any, delay: float) -> None:
         self.inner = inner
