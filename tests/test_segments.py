@@ -74,7 +74,8 @@ class _Slow:
     peak = 0
     opened = 0
     lock = threading.Lock()
-    fail_in_segment: int | None = None  # the n-th segment opened (0-based) fails mid-way ...
+    fail_in_segment: int | None = None  # the n-th segment opened (0-based) fails ...
+    fail_at = "write"  # ... opening, writing its third frame or closing, ...
     closed: ClassVar[set[int]] = set()  # ... once the first one is closed (so that it can be kept)
 
     def __init__(self, inner: Any, delay: float) -> None:
@@ -87,6 +88,16 @@ class _Slow:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    def _fails(self, step: str) -> bool:
+        return self.number == _Slow.fail_in_segment and step == _Slow.fail_at
+
+    def _break(self) -> None:
+        deadline = time.monotonic() + 30
+        while 0 not in _Slow.closed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # its thread marks it done just after close() returns
+        raise EncoderError("the encoder broke (test)")
+
     def _slow(self) -> None:
         with _Slow.lock:
             _Slow.live += 1
@@ -94,14 +105,17 @@ class _Slow:
         time.sleep(self.delay)
         with _Slow.lock:
             _Slow.live -= 1
-        if self.number == _Slow.fail_in_segment and self.inner.frames_written >= 2:
-            deadline = time.monotonic() + 30
-            while 0 not in _Slow.closed and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.2)  # its thread marks it done just after close() returns
-            raise EncoderError("the encoder broke (test)")
+        if self._fails("write") and self.inner.frames_written >= 2:
+            self._break()
+
+    def open(self) -> None:
+        self.inner.open()  # the file exists, as when a disk fills up writing the header
+        if self._fails("open"):
+            self._break()
 
     def close(self) -> None:
+        if self._fails("close"):
+            self._break()
         self.inner.close()
         _Slow.closed.add(self.number)
 
@@ -126,6 +140,7 @@ def slow_encoders(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_Slow]]:
     monkeypatch.setattr(segments, "BEHIND_SECONDS", 0.25)
     _Slow.live = _Slow.peak = _Slow.opened = 0
     _Slow.fail_in_segment = None
+    _Slow.fail_at = "write"
     _Slow.closed = set()
     yield _Slow
 
@@ -204,21 +219,33 @@ def test_queues_stay_bounded(
     assert clips.read_video(tmp_path / "out.mkv", pixels=False).times == src.times
 
 
+@pytest.mark.parametrize(
+    ("step", "workers"), [("open", 3), ("write", 3), ("close", 3), ("open", 1)]
+)
 def test_a_failing_encoder_loses_nothing_and_the_job_resumes(
-    tmp_path: Path, slow_encoders: type[_Slow]
+    tmp_path: Path,
+    slow_encoders: type[_Slow],
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    workers: int,
 ) -> None:
     src = clips.multi_track_mkv(tmp_path, frames=48, attachment=False)
     out = tmp_path / "out.mkv"
+    if workers == 1:
+        # One encoder: segments end by content only.
+        monkeypatch.setattr(segments, "BEHIND_SECONDS", 1000.0)
     slow_encoders.fail_in_segment = 1  # the second segment's encoder fails
+    slow_encoders.fail_at = step
+    extra = {"checkpoint_every": 0.3} if workers == 1 else {}
     with pytest.raises(EncoderError, match="broke"):
-        _upscale(src.path, out, 3)
+        _upscale(src.path, out, workers, **extra)
     assert not out.exists()
     leftovers = [p.name for p in tmp_path.rglob("*") if "partial" in p.name]
     assert leftovers == []
 
     # The next run keeps what was finished in order and does the rest.
     slow_encoders.fail_in_segment = None
-    result = _upscale(src.path, out, 3)
+    result = _upscale(src.path, out, workers, **extra)
     assert 0 < result.resumed_frames < 48
     reference = tmp_path / "reference.mkv"
     _upscale(src.path, reference, 1)

@@ -340,9 +340,10 @@ class SegmentSink:
         segment = resume.Segment(index, self.next_frame, 0, pts, None)
         media = segment.file(self.state.directory)
         tmp = media.with_name(media.name + ".partial.mkv")
-        writer = segment_writer(tmp, self.plan, self.container)
-        writer.open()
-        enc = _Encoding(segment, tmp, writer)
+        enc = _Encoding(segment, tmp, segment_writer(tmp, self.plan, self.container))
+        # Current before its file exists: a failure from here on is cleaned up by abort().
+        self._current = enc
+        enc.writer.open()
         if self.parallel:
             if self._capacity is None:
                 per_encoder = self.pool.queue_bytes // (self.pool.workers * max(1, frame_bytes))
@@ -351,7 +352,6 @@ class SegmentSink:
                 rate = float(self.plan.video.frame_rate or DEFAULT_RATE)
                 self._behind_frames = max(1, min(self._capacity, round(BEHIND_SECONDS * rate)))
             enc.start(self._capacity)
-        self._current = enc
         return enc
 
     def _hand_over(self, enc: _Encoding, item: Any) -> None:
@@ -370,9 +370,7 @@ class SegmentSink:
     def _close(self, end_pts: int | None) -> None:
         enc = self._current
         assert enc is not None
-        self._current = None
         enc.end_pts = end_pts
-        self.next_frame += enc.count
         if enc.queue is None:
             start = time.perf_counter()
             enc.writer.close()
@@ -380,6 +378,9 @@ class SegmentSink:
             enc.done.set()
         else:
             self._hand_over(enc, _CLOSE)
+        # Only now: if closing failed, abort() still finds it (and deletes its file).
+        self._current = None
+        self.next_frame += enc.count
         self._inflight.append(enc)
         self._record_finished()
 
@@ -417,5 +418,14 @@ class SegmentSink:
         self.encode_seconds += enc.busy
 
     def _discard(self, enc: _Encoding) -> None:
-        with contextlib.suppress(OSError):
-            enc.tmp.unlink()
+        """Delete every file of a segment that was not recorded (a failed or dropped one)."""
+        directory = self.state.directory
+        stamps = enc.segment.timestamps(directory)
+        for path in (
+            enc.tmp,
+            stamps.with_name(stamps.name + ".partial"),
+            enc.segment.file(directory),
+            stamps,
+        ):
+            with contextlib.suppress(OSError):
+                path.unlink()
