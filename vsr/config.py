@@ -42,6 +42,8 @@ class ModelOptions:
     device: str = "auto"
     batch: int = 1
     compile: bool = False
+    # Record the forward pass as a CUDA graph per input shape and replay it (CUDA only).
+    cuda_graphs: bool = False
     # Bytes the model may use for activations when picking a tile size; None: a safe share of
     # free RAM or VRAM.
     max_memory: int | None = None

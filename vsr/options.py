@@ -360,6 +360,15 @@ OPTIONS: tuple[Option, ...] = (
         **_SWITCH,
     ),
     _opt(
+        "cuda_graphs",
+        "on CUDA, record the model once per input shape and replay it (fewer kernel launches; "
+        "with --compile: torch.compile's reduce-overhead mode)",
+        group=MODEL,
+        commands=_ALL,
+        target="model",
+        **_SWITCH,
+    ),
+    _opt(
         "max_memory",
         "memory for --tile auto, e.g. 4G",
         group=MODEL,

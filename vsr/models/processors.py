@@ -94,6 +94,7 @@ class BicubicProcessor:
             "tile": None,
             "batch": 1,
             "compile": False,
+            "cuda_graphs": False,
         }
 
     def init(self, geometry: FrameGeometry) -> None:
@@ -191,12 +192,22 @@ class TorchProcessor:
             runtime.tune_cpu_allocator()
         self._network = runtime.prepare_module(network, self._device, self._precision)
         self._forward: Callable[[torch.Tensor], torch.Tensor] = self._network
+        graphs = options.cuda_graphs and self._device.type == "cuda"
+        self._graphs = graphs
+        if options.cuda_graphs and not graphs:
+            self._notice("--cuda-graphs: ignored, the model runs on the CPU (graphs need CUDA)")
         if options.compile:
-            self._forward = torch.compile(self._network)
+            # With --cuda-graphs, torch.compile records the graphs itself.
+            mode = "reduce-overhead" if graphs else None
+            self._forward = torch.compile(self._network, mode=mode)
             self._notice(
                 "--compile: torch.compile builds the model on the first frame and again for each "
                 "new frame or tile size (15-60 s each on a CPU); it pays off on long videos only"
             )
+        elif graphs:
+            from vsr.models.cudagraph import GraphedForward
+
+            self._forward = GraphedForward(self._network, notify=self._notice)
         self._native = int(descriptor.scale)
         self._scale = float(post_scale) if post_scale is not None else float(self._native)
         self._multiple = max(1, int(descriptor.size_multiple))
@@ -254,6 +265,7 @@ class TorchProcessor:
             "tile_overlap": self._overlap if self._tile else None,
             "batch": self._batch,
             "compile": self._options.compile,
+            "cuda_graphs": self._graphs,
         }
 
     def init(self, geometry: FrameGeometry) -> None:

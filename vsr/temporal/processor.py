@@ -298,6 +298,7 @@ class TemporalProcessor:
             "tile": None,
             "batch": 1,
             "compile": False,
+            "cuda_graphs": False,
             "flow": self._flow.name,
             "bidirectional": self._config.bidirectional,
             "chunk": self._chunk if self._config.bidirectional else None,
