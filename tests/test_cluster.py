@@ -294,3 +294,56 @@ def test_workers_ask_ray_for_the_planners_memory(tmp_path: Path, local_ray: None
         assert worker.resources["CPU"] == planned.options["num_cpus"]
     for name in ("small.mp4", "large.mp4"):
         _assert_same(tmp_path / "one" / name, tmp_path / "two" / name)
+
+
+_SERVER_FAILED = (
+    "Initialization failure from server:\nTraceback (most recent call last):\n"
+    '  File "proxier.py", line 772, in Datapath\n    raise RuntimeError(\n'
+    "RuntimeError: Starting Ray client server failed. See ray_client_server_23000.err for "
+    "detailed logs.\n"
+)
+
+
+def test_joining_retries_a_client_server_that_died_starting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray's client server (ray://) starts a process per driver, which on a loaded head may
+    die starting: a second try joins; a head that keeps failing is one line of error."""
+    from vsr.cluster import ray_backend
+    from vsr.errors import VsrError
+
+    calls: list[str] = []
+    failures = [1]
+
+    def fake_init(address: str, **_kwargs: Any) -> None:
+        calls.append(address)
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise RuntimeError(_SERVER_FAILED)
+
+    monkeypatch.setattr(ray_backend, "check_reachable", lambda _address: None)
+    monkeypatch.setattr(ray_backend, "_CLIENT_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(ray_backend.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_backend.ray, "init", fake_init)
+    spec = ClusterSpec(address="ray://127.0.0.1:10001")
+    assert ray_backend.connect(spec) is True
+    assert calls == ["ray://127.0.0.1:10001"] * 2
+
+    calls.clear()
+    failures[0] = 99
+    with pytest.raises(VsrError) as caught:
+        ray_backend.connect(spec)
+    assert len(calls) == 1 + ray_backend._CLIENT_START_RETRIES
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("cannot join the Ray cluster at ray://127.0.0.1:10001: ")
+    assert message.endswith(
+        "Starting Ray client server failed. See ray_client_server_23000.err for detailed logs."
+    )
+
+    # Other failures, and a GCS address, are not retried.
+    calls.clear()
+    failures[0] = 99
+    with pytest.raises(VsrError):
+        ray_backend.connect(ClusterSpec(address="127.0.0.1:6379"))
+    assert len(calls) == 1

@@ -79,6 +79,7 @@ class _Cluster:
     client: str | None  # ray://HOST:PORT of the Ray client server, None without ray[client]
     nodes: list[str]  # Ray node ids of the head and the second node
     env: dict[str, str]
+    temp: Path  # the nodes' Ray folders (their logs)
 
 
 def _start_node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -132,7 +133,7 @@ def two_nodes() -> Iterator[_Cluster]:
         procs.append(_start_node(second, env, temp / "node.log"))
         nodes = _wait_for_nodes(f"127.0.0.1:{port}", env, temp)
         address = f"ray://127.0.0.1:{client}" if client is not None else None
-        yield _Cluster(f"127.0.0.1:{port}", address, nodes, env)
+        yield _Cluster(f"127.0.0.1:{port}", address, nodes, env, temp)
     finally:
         _stop(procs)
         shutil.rmtree(temp, ignore_errors=True)
@@ -166,7 +167,7 @@ def _wait_for_nodes(address: str, env: dict[str, str], temp: Path) -> list[str]:
     return list(nodes)
 
 
-def _batch(inputs: Path, out: Path, address: str, env: dict[str, str]) -> dict[str, object]:
+def _batch(inputs: Path, out: Path, address: str, cluster: _Cluster) -> dict[str, object]:
     """`python -m vsr batch ... --cluster ADDRESS` in a fresh interpreter; its JSON report."""
     args = [str(inputs), "-o", str(out), *_OPTIONS, "--cluster", address, "--workers", "2"]
     args += ["--chunk-seconds", "1", "--no-html", "--quiet"]
@@ -174,11 +175,16 @@ def _batch(inputs: Path, out: Path, address: str, env: dict[str, str]) -> dict[s
         [sys.executable, "-m", "vsr", "batch", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=cluster.env,
         timeout=120,
         stdin=subprocess.DEVNULL,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    # On a failure, the Ray client servers' own logs say why they did not start.
+    server_logs = "\n".join(
+        f"{p.name}: {p.read_text(errors='replace')[-1500:]}"
+        for p in sorted(cluster.temp.rglob("ray_client_server*.err"))
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + server_logs
     report: dict[str, object] = json.loads((out / "vsr-report.json").read_text())
     return report
 
@@ -193,7 +199,7 @@ def test_a_head_and_a_second_node_equal_one_machine(tmp_path: Path, two_nodes: _
     addresses = [two_nodes.gcs] + ([two_nodes.client] if two_nodes.client else [])
     for n, address in enumerate(addresses):
         out = tmp_path / f"cluster{n}"
-        report = _batch(inputs, out, address, two_nodes.env)
+        report = _batch(inputs, out, address, two_nodes)
         cluster = report["cluster"]
         assert isinstance(cluster, dict)
         assert cluster["chunks"] == {str(inputs / "long.mp4"): 4}

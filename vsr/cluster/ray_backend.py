@@ -55,11 +55,34 @@ def connect(spec: ClusterSpec) -> bool:
     else:
         assert spec.address is not None
         check_reachable(spec.address)
-        try:
-            ray.init(address=spec.address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise VsrError(f"cannot join the Ray cluster at {spec.address}: {exc}") from exc
+        for attempt in range(_CLIENT_START_RETRIES + 1):
+            try:
+                ray.init(address=spec.address, **kwargs)
+                break
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                if _client_server_failed(spec.address, exc) and attempt < _CLIENT_START_RETRIES:
+                    time.sleep(_CLIENT_RETRY_SECONDS * (attempt + 1))
+                    continue
+                raise VsrError(
+                    f"cannot join the Ray cluster at {spec.address}: {_last_line(exc)}"
+                ) from exc
     return True
+
+
+# The Ray client server (ray://) starts a process per driver; on a loaded head that process
+# sometimes dies while starting ("Starting Ray client server failed") and a second try works.
+_CLIENT_START_RETRIES = 2
+_CLIENT_RETRY_SECONDS = 2.0
+
+
+def _client_server_failed(address: str, exc: BaseException) -> bool:
+    return address.startswith("ray://") and "client server failed" in str(exc).lower()
+
+
+def _last_line(exc: BaseException) -> str:
+    """The last line of an error: a server's traceback ends with what went wrong."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def run_on_ray(
