@@ -142,6 +142,7 @@ def test_torch_processor_equals_the_network_and_is_batch_invariant() -> None:
         "tile_overlap": None,
         "batch": 5,
         "compile": False,
+        "cuda_graphs": False,
     }
 
 
