@@ -34,7 +34,7 @@ from vsr.media.encode import OutputWriter, choose_video_encoding
 from vsr.media.probe import open_input, probe
 from vsr.models.base import FrameGeometry, output_size
 from vsr.pipeline import GRAPH_TIMING, from_tensor, to_tensor, upscale_file
-from vsr.segments import EncoderPool, plan_encoders, usable_cpus
+from vsr.segments import EncoderPool, host_encoders
 
 
 def run_bench(
@@ -128,9 +128,7 @@ def run_bench(
                 writer.write_video_frame(picture, frame.pts)
             writer.close()
             encode_s = time.perf_counter() - start
-            pool = plan_encoders(
-                options.encode_workers, encoding.codec, usable_cpus(), _host_memory()
-            )
+            pool = host_encoders(options.encode_workers, encoding.codec)
             parallel_s = None
             if pool.workers > 1:
                 # The same frames as `pool.workers` segments encoded side by side, as
@@ -247,10 +245,6 @@ def _encode_side_by_side(
     if errors:
         raise errors[0]
     return time.perf_counter() - start
-
-
-def _host_memory() -> int:
-    return runtime.available_memory(torch.device("cpu"))
 
 
 def _device_of(processor: object) -> torch.device | None:

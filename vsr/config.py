@@ -156,14 +156,22 @@ class UpscaleOptions:
                 f"expected --encoder-backend one of {', '.join(ENCODER_BACKENDS)}, "
                 f"got {self.encoder_backend!r}"
             )
-        if self.encode_workers is not None and not 1 <= self.encode_workers <= 64:
-            raise UsageError(
-                f"expected --encode-workers between 1 and 64 or 'auto', got {self.encode_workers}"
-            )
+        check_encode_workers(self.encode_workers)
         if self.segment_seconds <= 0:
             raise UsageError(f"expected a segment length above 0 s, got {self.segment_seconds}")
         if self.max_frames is not None and self.max_frames < 1:
             raise UsageError(f"expected --frames of at least 1, got {self.max_frames}")
+
+
+MAX_ENCODE_WORKERS = 64
+
+
+def check_encode_workers(value: int | None) -> None:
+    """--encode-workers: None (auto) or 1 to `MAX_ENCODE_WORKERS` encoders."""
+    if value is not None and not 1 <= value <= MAX_ENCODE_WORKERS:
+        raise UsageError(
+            f"expected --encode-workers between 1 and {MAX_ENCODE_WORKERS} or 'auto', got {value}"
+        )
 
 
 def parse_key_values(items: list[str] | tuple[str, ...], what: str) -> tuple[tuple[str, str], ...]:

@@ -18,8 +18,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from vsr import resume
 from vsr.config import ModelOptions, UpscaleOptions
 from vsr.media import facts, remux
@@ -32,7 +30,7 @@ from vsr.media.filters import (
 )
 from vsr.media.probe import IMAGE_SUFFIXES, MediaInfo, VideoInfo
 from vsr.models.base import ModelDescriptor, Processor, output_size
-from vsr.segments import EncoderPool, plan_encoders, usable_cpus
+from vsr.segments import EncoderPool, host_encoders
 
 Size = tuple[int, int]
 
@@ -391,7 +389,7 @@ def plan_video(
     frame = _trimmed(output_size_, encoding.pix_fmt, notices)
     geometry = Geometry((video.width, video.height), model_out, output_size_, frame, options.height)
     streams = facts.output_streams(input_path, video.index, fmt, encoding.codec)
-    encoders = plan_encoders(options.encode_workers, encoding.codec, usable_cpus(), _host_memory())
+    encoders = host_encoders(options.encode_workers, encoding.codec)
     return VideoPlan(
         input=input_path,
         output=output,
@@ -407,12 +405,6 @@ def plan_video(
         notices=tuple(notices),
         encoders=encoders,
     )
-
-
-def _host_memory() -> int:
-    from vsr.runtime import available_memory
-
-    return available_memory(torch.device("cpu"))
 
 
 def _plan_filters(

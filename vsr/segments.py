@@ -21,6 +21,7 @@ segment resumable and nothing else behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import queue
@@ -33,9 +34,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from vsr import resume
-from vsr.errors import UsageError, VsrError
+from vsr.config import MAX_ENCODE_WORKERS, check_encode_workers
+from vsr.errors import VsrError
 from vsr.media.encode import OutputWriter
 from vsr.media.facts import InputContainer, Packet, VideoFrame
 from vsr.threads import Cancelled
@@ -51,7 +54,7 @@ PARALLEL_FROM_CPUS = 8
 CPUS_PER_ENCODER = 4
 # ... and at most this many (past it x264's threads inside each encoder do the work).
 MAX_AUTO_ENCODERS = 4
-MAX_ENCODERS = 64
+MAX_ENCODERS = MAX_ENCODE_WORKERS
 # Host memory the queues of parallel encoders may hold: this share of what is available,
 # within these bounds.
 QUEUE_MEMORY_SHARE = 8
@@ -75,11 +78,7 @@ class EncoderPool:
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "workers": self.workers,
-            "queue_bytes": self.queue_bytes,
-            "reason": self.reason,
-        }
+        return dataclasses.asdict(self)
 
 
 def is_hardware_encoder(codec: str) -> bool:
@@ -89,10 +88,7 @@ def is_hardware_encoder(codec: str) -> bool:
 def plan_encoders(requested: int | None, codec: str, cpus: int, memory: int) -> EncoderPool:
     """The encoders of a job: ``requested`` (None: auto) on a host with ``cpus`` usable cores
     and ``memory`` bytes available."""
-    if requested is not None and not (1 <= requested <= MAX_ENCODERS):
-        raise UsageError(
-            f"expected --encode-workers between 1 and {MAX_ENCODERS} or 'auto', got {requested}"
-        )
+    check_encode_workers(requested)
     cpus = max(1, cpus)
     if requested is None:
         if is_hardware_encoder(codec):
@@ -107,6 +103,13 @@ def plan_encoders(requested: int | None, codec: str, cpus: int, memory: int) -> 
         return EncoderPool(1, 0, reason)
     budget = min(QUEUE_BYTES_MAX, max(QUEUE_BYTES_MIN, memory // QUEUE_MEMORY_SHARE))
     return EncoderPool(workers, budget, reason)
+
+
+def host_encoders(requested: int | None, codec: str) -> EncoderPool:
+    """`plan_encoders` for this host: its usable cores and its available memory now."""
+    from vsr.runtime import available_memory
+
+    return plan_encoders(requested, codec, usable_cpus(), available_memory(torch.device("cpu")))
 
 
 def usable_cpus() -> int:
@@ -178,23 +181,31 @@ class _Encoding:
                 item = self.queue.get()
                 if item is None:  # aborted
                     return
-                start = time.perf_counter()
                 if item is _CLOSE:
-                    self.writer.close()
-                    self.busy += time.perf_counter() - start
+                    self.close()
                     return
                 self.write(item)
-                self.busy += time.perf_counter() - start
         except BaseException as exc:
             self.error = exc
         finally:
             self.done.set()
 
     def write(self, item: tuple[Any, ...]) -> None:
+        start = time.perf_counter()
         if isinstance(item[0], VideoFrame):
             self.writer.write_video_frame(*item)
         else:
             self.writer.write_frame(*item)
+        self.busy += time.perf_counter() - start
+
+    def close(self) -> None:
+        start = time.perf_counter()
+        self.writer.close()
+        self.busy += time.perf_counter() - start
+
+    def span(self, pts: int, time_base: Fraction) -> Fraction:
+        """Seconds of content from the segment's first frame to ``pts``."""
+        return (pts - self.segment.start_pts) * time_base
 
     @property
     def backlog(self) -> int:
@@ -231,6 +242,7 @@ class SegmentSink:
         self._next_index = state.next_index()
         self._capacity: int | None = None  # frames per encoder queue, set by the first frame
         self._behind_frames = 0  # a backlog that makes a cut (set with the capacity)
+        self._time_base = Fraction(plan.video.time_base)
 
     # -- frames in ----------------------------------------------------------------------
     def write_frame(
@@ -242,14 +254,13 @@ class SegmentSink:
         *,
         repeated: bool = False,
     ) -> None:
-        self._write((rgb, alpha, pts, duration), rgb.nbytes, pts, repeated)
+        self._write((rgb, alpha, pts, duration), pts, repeated)
 
     def write_video_frame(
         self, frame: VideoFrame, pts: int, duration: int = 0, *, repeated: bool = False
     ) -> None:
         """A frame already in the encoder's format (the device graph's output)."""
-        size = sum(plane.buffer_size for plane in frame.planes)
-        self._write((frame, pts, duration), size, pts, repeated)
+        self._write((frame, pts, duration), pts, repeated)
 
     def write_packet(self, packet: Packet) -> None:
         """Segments hold video only; other streams are copied by the final mux."""
@@ -289,17 +300,15 @@ class SegmentSink:
     def parallel(self) -> bool:
         return self.pool.workers > 1
 
-    def _write(self, item: tuple[Any, ...], size: int, pts: int, repeated: bool) -> None:
+    def _write(self, item: tuple[Any, ...], pts: int, repeated: bool) -> None:
         current = self._current
         if current is not None and (self._due(current, pts) or self._behind(current, pts)):
             self._close(end_pts=pts)
             current = None
         if current is None:
-            current = self._open(pts, size)
+            current = self._open(pts, item)
         if current.queue is None:
-            start = time.perf_counter()
             current.write(item)
-            current.busy += time.perf_counter() - start
         else:
             self._hand_over(current, item)
         current.count += 1
@@ -312,27 +321,28 @@ class SegmentSink:
         options = self.plan.options
         if time.monotonic() - current.opened >= options.checkpoint_every:
             return True
-        span = (pts - current.segment.start_pts) * Fraction(self.plan.video.time_base)
-        return span >= Fraction(options.segment_seconds)
+        return current.span(pts, self._time_base) >= Fraction(options.segment_seconds)
 
     def _behind(self, current: _Encoding, pts: int) -> bool:
         """Cut here for an idle encoder: the current one is behind and another one is free."""
         if not self.parallel or current.backlog < self._behind_frames:
             return False
-        span = (pts - current.segment.start_pts) * Fraction(self.plan.video.time_base)
-        if span < Fraction(BEHIND_SECONDS):
+        if current.span(pts, self._time_base) < Fraction(BEHIND_SECONDS):
             return False
         self._record_finished()
-        busy = sum(1 for enc in self._inflight if not enc.done.is_set())
-        if busy + 1 >= self.pool.workers:
+        if self._busy() + 1 >= self.pool.workers:
             return False
         self.segments_cut += 1
         return True
 
-    def _open(self, pts: int, frame_bytes: int) -> _Encoding:
+    def _busy(self) -> int:
+        """Closed segments whose encoders are still at work."""
+        return sum(1 for enc in self._inflight if not enc.done.is_set())
+
+    def _open(self, pts: int, item: tuple[Any, ...]) -> _Encoding:
         if self.parallel:
             # Every encoder busy: wait for the oldest to finish (back pressure on the model).
-            while sum(1 for e in self._inflight if not e.done.is_set()) >= self.pool.workers:
+            while self._busy() >= self.pool.workers:
                 self._wait(self._inflight[0])
                 self._record_finished()
         index = self._next_index
@@ -346,7 +356,7 @@ class SegmentSink:
         enc.writer.open()
         if self.parallel:
             if self._capacity is None:
-                per_encoder = self.pool.queue_bytes // (self.pool.workers * max(1, frame_bytes))
+                per_encoder = self.pool.queue_bytes // (self.pool.workers * _bytes_of(item))
                 low, high = QUEUE_FRAMES
                 self._capacity = int(min(high, max(low, per_encoder)))
                 rate = float(self.plan.video.frame_rate or DEFAULT_RATE)
@@ -372,9 +382,7 @@ class SegmentSink:
         assert enc is not None
         enc.end_pts = end_pts
         if enc.queue is None:
-            start = time.perf_counter()
-            enc.writer.close()
-            enc.busy += time.perf_counter() - start
+            enc.close()
             enc.done.set()
         else:
             self._hand_over(enc, _CLOSE)
@@ -429,3 +437,11 @@ class SegmentSink:
         ):
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def _bytes_of(item: tuple[Any, ...]) -> int:
+    """Host bytes one queued frame holds (planes in the encoder's format, or RGB)."""
+    first = item[0]
+    if isinstance(first, VideoFrame):
+        return max(1, sum(plane.buffer_size for plane in first.planes))
+    return max(1, int(first.nbytes))
