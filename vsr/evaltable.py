@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from vsr.errors import InputNotFoundError, UsageError, VsrError
 from vsr.events import Notify, ignore
 from vsr.media.frames import iter_video_rgb
+from vsr.outputs import atomic_output
 
 
 @dataclass(frozen=True)
@@ -600,9 +600,8 @@ def write_card_eval(card: Path, figures: dict[str, Any]) -> None:
     if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
         raise UsageError(f"{card} is not a weights card (no model name in it)")
     doc["eval_table"] = card_section(figures, doc["name"])
-    tmp = card.with_name(f".{card.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, card)
+    with atomic_output(card) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
 # --- markdown -----------------------------------------------------------------------------
